@@ -1,0 +1,377 @@
+"""Feature extraction with a content-addressed cache shared by every chapter.
+
+``features(model, dataset, split, layer, ...)`` returns a :class:`Features` — ``X`` (N, D)
+float32 and labels ``y`` (N,) — computing it once and caching it on disk.  The cache key holds
+the weights hash, the data subset's fingerprint, the preprocessing, the layer and
+:data:`EXTRACT_VERSION`; the model is only loaded on a miss, so warm runs never touch it.
+
+Vision layers: ``"penultimate"`` (pooled pre-logits) or any module name (e.g. ``"blocks.3"``),
+globally average-pooled.  Text layers: ``0`` (embeddings) … ``L`` (last block) or ``"all"``;
+sentence tasks pool ``"cls"`` or ``"mean"``; token tasks take each word's last sub-token
+(Dalvi et al.).  CUDA is used when present (autocast, larger batches); CPU otherwise.
+"""
+from __future__ import annotations
+
+import io
+import queue
+import threading
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from .cache import ArrayStore, hash_key
+from .datasets import Data, load_dataset
+from .errors import check_choice
+from .models import Backbone, load_model, model_fingerprint, model_kind
+
+EXTRACT_VERSION = "1"
+SENTENCE_POOLINGS = ("cls", "mean")
+STORE = ArrayStore("features")
+
+
+@dataclass
+class Features:
+    """Cached activations of one layer.
+
+    X: (N, D) float32 (or (N, V, D) for ``views`` augmented views per image);
+    y: (N,) int64 labels; classes: label names; meta: provenance (model, weights hash,
+    dataset subset, preprocessing, layer, code version, cache key).
+    """
+    X: np.ndarray
+    y: np.ndarray
+    classes: list
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def shape(self):
+        return self.X.shape
+
+
+def decode_image(item):
+    """An item of an image dataset (encoded bytes or uint8 array) as an RGB PIL image."""
+    from PIL import Image
+    img = Image.open(io.BytesIO(item)) if isinstance(item, (bytes, bytearray)) else \
+        Image.fromarray(np.asarray(item))
+    return img.convert("RGB")
+
+
+def default_device() -> str:
+    import torch
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+# --------------------------------------------------------------------------- public API
+def features(model: str, dataset: str | Data, split: str = "train", layer="penultimate", *,
+             n_per_class: int | None = None, n: int | None = None, seed: int = 0,
+             pooling: str = "mean", resolution: int | None = None, views: int = 0,
+             batch_size: int | None = None, device: str | None = None,
+             progress: bool = True) -> Features:
+    """Features of ``layer`` of ``model`` on a dataset split (cached).
+
+    Parameters mirror :func:`diffred.datasets.load_dataset` for the subset; ``resolution``
+    overrides the model's input size (vision); ``views`` > 0 returns ``views`` seeded
+    augmented views per image (random resized crop + flip), X of shape (N, views, D).
+    ``layer`` may be a list to get a ``{layer: Features}`` dict from one forward pass.
+    """
+    data = dataset if isinstance(dataset, Data) else load_dataset(
+        dataset, split, n_per_class=n_per_class, n=n, seed=seed)
+    many = isinstance(layer, (list, tuple)) or layer == "all"
+    layers = list(layer) if isinstance(layer, (list, tuple)) else [layer]
+    kind = model_kind(model)
+    _check_model_data(model, kind, data)
+    if kind == "text":
+        layers = _text_layers(model, layers)
+        pooling = "last" if data.kind == "tokens" else pooling
+        if data.kind != "tokens":
+            check_choice("pooling", pooling, SENTENCE_POOLINGS)
+    if views and kind != "vision":
+        raise ValueError("views (augmented views) are only defined for vision models")
+    fingerprint = model_fingerprint(model)
+    backbone = None if fingerprint else load_model(model)
+    fingerprint = fingerprint or backbone.fingerprint
+    base = {"model": model, "weights": fingerprint, "data": data.fingerprint,
+            "dataset": data.name, "split": data.split, "subset": data.subset, "n": len(data),
+            "version": EXTRACT_VERSION}
+    if kind == "vision":
+        base["preprocess"] = _vision_preprocess(model, data, resolution, backbone)
+        base["views"] = views
+        specs = {lay: {**base, "layer": lay} for lay in layers}
+    else:
+        specs = {lay: {**base, "layer": lay, "pooling": pooling} for lay in layers}
+    out = {lay: STORE.load(hash_key(spec), mmap=True) for lay, spec in specs.items()}
+    missing = [lay for lay, hit in out.items() if hit is None]
+    if missing:
+        backbone = backbone or load_model(model)
+        device = device or default_device()
+        if kind == "vision":
+            _extract_vision(backbone, data, {lay: specs[lay] for lay in missing}, base,
+                            batch_size, device, progress)
+        else:
+            _extract_text(backbone, data, base, batch_size, device, progress)
+        out = {lay: STORE.load(hash_key(spec), mmap=True) for lay, spec in specs.items()}
+    result = {}
+    for lay, (arrays, meta) in out.items():
+        result[lay] = Features(arrays["X"], np.asarray(arrays["y"]), data.classes,
+                               {**meta.get("spec", specs[lay]), "key": hash_key(specs[lay])})
+    return result if many else result[layers[0]]
+
+
+def _check_model_data(model, kind, data):
+    ok = {"vision": ("image",), "text": ("text", "text_pair", "tokens")}[kind]
+    if data.kind not in ok:
+        raise ValueError(f"model {model!r} ({kind}) cannot read dataset {data.name!r} ({data.kind})")
+
+
+def _text_layers(model, layers):
+    out = []
+    for lay in layers:
+        if lay == "all":
+            out.extend(range(text_num_layers(model) + 1))
+        elif isinstance(lay, (int, np.integer)) and lay >= 0:
+            out.append(int(lay))
+        else:
+            raise ValueError(f"unknown text layer {lay!r}; valid choices: 0..L (0 = embeddings) "
+                             f"or 'all'")
+    return out
+
+
+def text_num_layers(model: str) -> int:
+    """Number of transformer blocks L (hidden states are 0..L)."""
+    from .models import MODELS
+    known = {"minilm_l6": 6, "mpnet_base": 12}
+    if model in known and model in MODELS:
+        return known[model]
+    return load_model(model).num_layers
+
+
+# --------------------------------------------------------------------------- vision
+def _vision_preprocess(model, data, resolution, backbone):
+    if backbone is None:
+        from .models import LITE_RESOLUTION
+        defaults = {"efficientnet_lite0": (224, (0.5,) * 3, (0.5,) * 3),
+                    "efficientnet_lite1": (240, (0.5,) * 3, (0.5,) * 3),
+                    "efficientnet_lite2": (260, (0.5,) * 3, (0.5,) * 3),
+                    "resnet152_resmem": (224, (0.0,) * 3, (1.0,) * 3)}
+        res, mean, std = defaults[model]
+        crop_pct = 0.875
+    else:
+        res, mean, std, crop_pct = backbone.resolution, backbone.mean, backbone.std, backbone.crop_pct
+    return {"resolution": int(resolution or res), "mean": list(mean), "std": list(std),
+            # ImageNet images are evaluated with the usual centre crop; small target images
+            # are resized whole.
+            "crop_pct": crop_pct if data.name == "imagenet_sample" else 1.0}
+
+
+def preprocess_image(item, resolution: int, crop_pct: float = 1.0, rng=None) -> np.ndarray:
+    """Decode, resize (and centre-crop, or random-resized-crop + flip with ``rng``).
+
+    Returns uint8 (3, R, R)."""
+    from PIL import Image
+    img = decode_image(item)
+    if rng is not None:  # augmented view: RandomResizedCrop(scale=(0.5, 1)) + horizontal flip
+        w, h = img.size
+        area = w * h * rng.uniform(0.5, 1.0)
+        ratio = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))
+        cw = int(min(w, round(np.sqrt(area * ratio))))
+        ch = int(min(h, round(np.sqrt(area / ratio))))
+        x0, y0 = rng.integers(0, w - cw + 1), rng.integers(0, h - ch + 1)
+        img = img.crop((x0, y0, x0 + cw, y0 + ch)).resize((resolution, resolution),
+                                                           Image.BILINEAR)
+        if rng.random() < 0.5:
+            img = img.transpose(Image.FLIP_LEFT_RIGHT)
+    elif crop_pct < 1.0:
+        scale = int(resolution / crop_pct)
+        w, h = img.size
+        s = scale / min(w, h)
+        img = img.resize((max(scale, round(w * s)), max(scale, round(h * s))), Image.BILINEAR)
+        w, h = img.size
+        left, top = (w - resolution) // 2, (h - resolution) // 2
+        img = img.crop((left, top, left + resolution, top + resolution))
+    else:
+        img = img.resize((resolution, resolution), Image.BILINEAR)
+    return np.asarray(img).transpose(2, 0, 1)
+
+
+def _prefetch(iterable: Iterable, depth: int = 2) -> Iterator:
+    """Run a generator in a background thread, ``depth`` items ahead."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+
+    def work():
+        try:
+            for x in iterable:
+                q.put(x)
+            q.put(done)
+        except BaseException as err:  # re-raised in the consumer
+            q.put(err)
+
+    threading.Thread(target=work, daemon=True).start()
+    while (x := q.get()) is not done:
+        if isinstance(x, BaseException):
+            raise x
+        yield x
+
+
+def image_batches(data: Data, prep: dict, batch_size: int, views: int = 0, seed: int = 0):
+    """Yield uint8 batches (B, 3, R, R) in dataset order (with views: item-major)."""
+    res, crop = prep["resolution"], prep["crop_pct"]
+    jobs = [(i, v) for i in range(len(data)) for v in range(max(views, 1))]
+    for start in range(0, len(jobs), batch_size):
+        chunk = jobs[start:start + batch_size]
+        yield np.stack([preprocess_image(data.items[i], res, crop,
+                                         np.random.default_rng([seed, i, v]) if views else None)
+                        for i, v in chunk])
+
+
+def _extract_vision(backbone: Backbone, data: Data, specs: dict, base: dict, batch_size,
+                    device, progress):
+    import torch
+    from tqdm.auto import tqdm
+    prep, views = base["preprocess"], base["views"]
+    model = backbone.module.to(device)
+    batch_size = batch_size or (256 if device.startswith("cuda") else 32)
+    mean = torch.tensor(prep["mean"], device=device).view(1, 3, 1, 1) * 255
+    std = torch.tensor(prep["std"], device=device).view(1, 3, 1, 1) * 255
+    layers = list(specs)
+    modules = dict(model.named_modules())
+    for lay in layers:
+        if lay != "penultimate" and lay not in modules:
+            raise ValueError(f"unknown layer {lay!r} of {backbone.name}; valid choices: "
+                             f"penultimate, {', '.join(backbone.stages)} (or any module name)")
+    captured: dict = {}
+    hooks = [modules[lay].register_forward_hook(
+        lambda m, i, o, lay=lay: captured.__setitem__(lay, o.float().mean(dim=(2, 3))
+                                                       if o.ndim == 4 else o.float()))
+        for lay in layers if lay != "penultimate"]
+    n_rows = len(data) * max(views, 1)
+    writers = {lay: STORE.writer(hash_key(spec), {"spec": spec}) for lay, spec in specs.items()}
+    try:
+        outs = {}
+        for lay, w in writers.items():
+            w.__enter__()
+        bar = tqdm(total=n_rows, desc=f"{backbone.name} | {data.name}/{data.split}",
+                   disable=not progress, unit="img")
+        row = 0
+        amp = torch.autocast("cuda", dtype=torch.float16) if device.startswith("cuda") else \
+            _nullcontext()
+        with torch.inference_mode(), amp:
+            for batch in _prefetch(image_batches(data, prep, batch_size, views)):
+                x = (torch.from_numpy(batch).to(device, non_blocking=True).float() - mean) / std
+                pooled = model.forward_head(model.forward_features(x), pre_logits=True)
+                captured["penultimate"] = pooled.float()
+                for lay in layers:
+                    feat = captured[lay].cpu().numpy()
+                    if lay not in outs:
+                        shape = (len(data), views, feat.shape[1]) if views else (n_rows, feat.shape[1])
+                        outs[lay] = writers[lay].empty("X", shape)
+                    flat = outs[lay].reshape(n_rows, -1)
+                    flat[row:row + len(feat)] = feat
+                row += len(batch)
+                bar.update(len(batch))
+        bar.close()
+        for lay, w in writers.items():
+            outs[lay].flush()
+            del outs[lay]
+            w.put("y", data.labels)
+            w.__exit__(None, None, None)
+    except BaseException as err:
+        for w in writers.values():
+            if hasattr(w, "tmp"):
+                w.__exit__(type(err), err, None)
+        raise
+    finally:
+        for h in hooks:
+            h.remove()
+
+
+class _nullcontext:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False
+
+
+# --------------------------------------------------------------------------- text
+def _encode(tokenizer, data: Data, order: np.ndarray, max_length: int):
+    items = [data.items[i] for i in order]
+    if data.kind == "tokens":
+        return tokenizer(items, is_split_into_words=True, truncation=True, max_length=max_length,
+                         padding=True, return_tensors="pt")
+    if data.kind == "text_pair":
+        return tokenizer([a for a, _ in items], [b for _, b in items], truncation=True,
+                         max_length=max_length, padding=True, return_tensors="pt")
+    return tokenizer(items, truncation=True, max_length=max_length, padding=True,
+                     return_tensors="pt")
+
+
+def last_subtoken_index(word_ids: list, n_words: int) -> np.ndarray:
+    """Position of each word's last sub-token; words lost to truncation reuse the last one kept.
+
+    word_ids: per sub-token position, the word index or None (special tokens)."""
+    last = np.full(n_words, -1, dtype=np.int64)
+    for pos, w in enumerate(word_ids):
+        if w is not None:
+            last[w] = pos
+    for w in range(n_words):  # words with no sub-token (rare): previous word's position
+        if last[w] < 0:
+            last[w] = last[w - 1] if w > 0 else 0
+    return last
+
+
+def _extract_text(backbone: Backbone, data: Data, base: dict, batch_size, device, progress):
+    import torch
+    from tqdm.auto import tqdm
+    model, tok = backbone.module.to(device), backbone.tokenizer
+    tokens = data.kind == "tokens"
+    max_length = 512 if tokens else 128
+    batch_size = batch_size or (128 if device.startswith("cuda") else 32)
+    lengths = np.array([len(x) if tokens else len(str(x)) for x in data.items])
+    order = np.argsort(-lengths, kind="stable")  # long first: less padding, early OOM
+    n_rows = int(sum(len(w) for w in data.items)) if tokens else len(data)
+    offsets = np.concatenate([[0], np.cumsum([len(w) for w in data.items])]) if tokens else None
+    poolings = ("last",) if tokens else SENTENCE_POOLINGS
+    L, D = backbone.num_layers, backbone.feature_dim
+    writers = {(lay, p): STORE.writer(hash_key({**base, "layer": lay, "pooling": p}),
+                                      {"spec": {**base, "layer": lay, "pooling": p}})
+               for lay in range(L + 1) for p in poolings}
+    try:
+        arrays = {}
+        for key, w in writers.items():
+            w.__enter__()
+            arrays[key] = w.empty("X", (n_rows, D))
+        bar = tqdm(total=len(data), desc=f"{backbone.name} | {data.name}/{data.split}",
+                   disable=not progress, unit="seq")
+        amp = torch.autocast("cuda", dtype=torch.float16) if device.startswith("cuda") else \
+            _nullcontext()
+        with torch.inference_mode(), amp:
+            for start in range(0, len(order), batch_size):
+                idx = order[start:start + batch_size]
+                enc = _encode(tok, data, idx, max_length)
+                hidden = model(**{k: v.to(device) for k, v in enc.items()}).hidden_states
+                mask = enc["attention_mask"].to(device).unsqueeze(-1).float()
+                if tokens:
+                    gather = [last_subtoken_index(enc.word_ids(b), len(data.items[i]))
+                              for b, i in enumerate(idx)]
+                for lay, h in enumerate(hidden):
+                    h = h.float()
+                    if tokens:
+                        for b, i in enumerate(idx):
+                            rows = h[b, torch.from_numpy(gather[b]).to(device)].cpu().numpy()
+                            arrays[(lay, "last")][offsets[i]:offsets[i + 1]] = rows
+                    else:
+                        arrays[(lay, "cls")][idx] = h[:, 0].cpu().numpy()
+                        arrays[(lay, "mean")][idx] = ((h * mask).sum(1) / mask.sum(1)).cpu().numpy()
+                bar.update(len(idx))
+        bar.close()
+        for key, w in writers.items():
+            arrays[key].flush()
+            del arrays[key]
+            w.put("y", data.labels)
+            w.__exit__(None, None, None)
+    except BaseException as err:
+        for w in writers.values():
+            if hasattr(w, "tmp"):
+                w.__exit__(type(err), err, None)
+        raise

@@ -1,0 +1,42 @@
+"""Where diffred looks for data and keeps its caches and results.
+
+* ``DIFFRED_DATA``  – local data mirror (layout of ``../shared/data/README.md``).
+  Default: ``<project>/../shared/data`` when that folder exists.
+* ``DIFFRED_CACHE`` – feature / checkpoint cache. Default: ``<project>/data/cache``
+  inside a checkout, else ``~/.cache/diffred``.
+* ``DIFFRED_RESULTS`` – tidy result tables. Default: ``<project>/data/results``.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+PROJECT_DIR = PACKAGE_DIR.parent
+IN_CHECKOUT = (PROJECT_DIR / "_config.yml").exists()
+
+
+def data_dirs() -> list[Path]:
+    """Candidate local data folders, in the order they are searched."""
+    dirs = []
+    if os.environ.get("DIFFRED_DATA"):
+        dirs.append(Path(os.environ["DIFFRED_DATA"]).expanduser())
+    dirs.append(PROJECT_DIR.parent / "shared" / "data")
+    dirs.append(PROJECT_DIR / "data")
+    return dirs
+
+
+def cache_dir() -> Path:
+    env = os.environ.get("DIFFRED_CACHE")
+    path = Path(env).expanduser() if env else (
+        PROJECT_DIR / "data" / "cache" if IN_CHECKOUT else Path.home() / ".cache" / "diffred")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def results_dir() -> Path:
+    env = os.environ.get("DIFFRED_RESULTS")
+    path = Path(env).expanduser() if env else (
+        PROJECT_DIR / "data" / "results" if IN_CHECKOUT else Path.cwd() / "diffred-results")
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,144 @@
+"""Linear probes: multinomial L2 logistic regression, batched over many feature views.
+
+One call fits B independent probes — on B column subsets or B projections of the same
+features — as a single torch problem (CPU or GPU).  The objective is scikit-learn's
+``LogisticRegression(C)``: ``C * sum_i CE(x_i W + b, y_i) + ||W||^2 / 2`` (intercept not
+penalised), on features standardised with the training mean / std (``standardize=True``;
+compare against ``make_pipeline(StandardScaler(), LogisticRegression(C))``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class ProbeResult:
+    """accuracy: (B,) test accuracy; per_class: (B, C) recall per class; k: (B,) widths."""
+    accuracy: np.ndarray
+    per_class: np.ndarray
+    k: np.ndarray
+
+
+def _torch():
+    import torch
+    return torch
+
+
+def fit_logreg(Z, y, n_classes: int, C: float = 1.0, max_iter: int = 300,
+               tol: float = 1e-5):
+    """Fit B multinomial logistic regressions jointly.
+
+    Z: (B, N, k) float tensor; y: (N,) int64 tensor (shared labels).
+    Returns W (B, k, n_classes), b (B, n_classes).
+    """
+    torch = _torch()
+    B, N, k = Z.shape
+    W = torch.zeros(B, k, n_classes, device=Z.device, dtype=Z.dtype, requires_grad=True)
+    b = torch.zeros(B, 1, n_classes, device=Z.device, dtype=Z.dtype, requires_grad=True)
+    target = y.view(1, N).expand(B, N).reshape(-1)
+    reg = 0.5 / (C * N)
+    opt = torch.optim.LBFGS([W, b], lr=1, max_iter=max_iter, history_size=20,
+                            tolerance_grad=tol / 10, tolerance_change=tol * 1e-4,
+                            line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad(set_to_none=True)
+        logits = torch.baddbmm(b, Z, W)                       # (B, N, C)
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, n_classes), target,
+                                                 reduction="sum") / N
+        loss = loss + reg * (W * W).sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(closure)
+    return W.detach(), b.detach().view(B, n_classes)
+
+
+def _standardize(Ztr, Zte):
+    mu = Ztr.mean(dim=1, keepdim=True)
+    sd = Ztr.std(dim=1, keepdim=True).clamp_min(1e-6)
+    return (Ztr - mu) / sd, (Zte - mu) / sd
+
+
+def probe_accuracy(X_train, y_train, X_test, y_test, *, columns=None, projections=None,
+                   C: float = 1.0, max_iter: int = 300, standardize: bool = True,
+                   device: str | None = None, max_batch_bytes: float = 2e9) -> ProbeResult:
+    """Test accuracy of probes on column subsets or projections of the same features.
+
+    X_train: (N, D), X_test: (M, D); columns: list of B index arrays (subset widths may
+    differ); projections: list of B (D, k_b) matrices; neither: one probe on all of X.
+    Probes of the same width are fitted together in chunks of at most ``max_batch_bytes``.
+    """
+    torch = _torch()
+    from .extract import default_device
+    device = device or default_device()
+    n_classes = int(max(y_train.max(), y_test.max())) + 1
+    Xtr = torch.as_tensor(np.asarray(X_train, dtype=np.float32), device=device)
+    Xte = torch.as_tensor(np.asarray(X_test, dtype=np.float32), device=device)
+    ytr = torch.as_tensor(np.asarray(y_train, dtype=np.int64), device=device)
+    yte = torch.as_tensor(np.asarray(y_test, dtype=np.int64), device=device)
+    if columns is None and projections is None:
+        columns = [np.arange(Xtr.shape[1])]
+    views = columns if columns is not None else projections
+    widths = np.array([len(v) if columns is not None else np.shape(v)[1] for v in views])
+    acc = np.zeros(len(views))
+    per_class = np.zeros((len(views), n_classes))
+    for width in np.unique(widths):
+        members = np.flatnonzero(widths == width)
+        chunk = max(1, int(max_batch_bytes // (4 * width * (len(Xtr) + len(Xte)))))
+        for start in range(0, len(members), chunk):
+            idx = members[start:start + chunk]
+            if columns is not None:
+                cols = torch.as_tensor(np.stack([np.asarray(columns[i]) for i in idx]),
+                                       device=device)            # (B, k)
+                Ztr, Zte = Xtr[:, cols].permute(1, 0, 2), Xte[:, cols].permute(1, 0, 2)
+            else:
+                P = torch.as_tensor(np.stack([np.asarray(projections[i], np.float32)
+                                              for i in idx]), device=device)   # (B, D, k)
+                Ztr, Zte = torch.matmul(Xtr, P), torch.matmul(Xte, P)
+            if standardize:
+                Ztr, Zte = _standardize(Ztr, Zte)
+            W, b = fit_logreg(Ztr, ytr, n_classes, C=C, max_iter=max_iter)
+            pred = (torch.baddbmm(b.unsqueeze(1), Zte, W)).argmax(-1)   # (B, M)
+            hit = (pred == yte).float()
+            acc[idx] = hit.mean(1).cpu().numpy()
+            for c in range(n_classes):
+                sel = yte == c
+                per_class[idx, c] = hit[:, sel].mean(1).cpu().numpy() if sel.any() else np.nan
+    return ProbeResult(acc, per_class, widths)
+
+
+class LinearProbe:
+    """scikit-learn-style single probe: ``LinearProbe(C=1).fit(X, y).score(X_test, y_test)``."""
+
+    def __init__(self, C: float = 1.0, max_iter: int = 300, standardize: bool = True,
+                 device: str | None = None):
+        self.C, self.max_iter, self.standardize, self.device = C, max_iter, standardize, device
+
+    def fit(self, X, y):
+        torch = _torch()
+        from .extract import default_device
+        dev = self.device or default_device()
+        X = torch.as_tensor(np.asarray(X, np.float32), device=dev)
+        self.classes_ = np.unique(y)
+        yi = torch.as_tensor(np.searchsorted(self.classes_, y), device=dev)
+        self.mean_ = X.mean(0) if self.standardize else torch.zeros(X.shape[1], device=dev)
+        self.scale_ = X.std(0).clamp_min(1e-6) if self.standardize else torch.ones(X.shape[1], device=dev)
+        W, b = fit_logreg(((X - self.mean_) / self.scale_)[None], yi, len(self.classes_),
+                          C=self.C, max_iter=self.max_iter)
+        self.coef_, self.intercept_ = W[0], b[0]
+        return self
+
+    def decision_function(self, X) -> np.ndarray:
+        torch = _torch()
+        X = torch.as_tensor(np.asarray(X, np.float32), device=self.coef_.device)
+        return (((X - self.mean_) / self.scale_) @ self.coef_ + self.intercept_).cpu().numpy()
+
+    def predict(self, X) -> np.ndarray:
+        return self.classes_[self.decision_function(X).argmax(1)]
+
+    def score(self, X, y) -> float:
+        return float((self.predict(X) == np.asarray(y)).mean())
