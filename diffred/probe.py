@@ -26,7 +26,7 @@ def _torch():
     return torch
 
 
-def fit_logreg(Z, y, n_classes: int, C: float = 1.0, max_iter: int = 300,
+def fit_logreg(Z, y, n_classes: int, C: float = 1.0, max_iter: int = 500,
                tol: float = 1e-5):
     """Fit B multinomial logistic regressions jointly.
 
@@ -57,6 +57,11 @@ def fit_logreg(Z, y, n_classes: int, C: float = 1.0, max_iter: int = 300,
     return W.detach(), b.detach().view(B, n_classes)
 
 
+def _tensor(X, device):
+    """A float32 torch copy of X (memory-mapped cache arrays are read-only)."""
+    return _torch().tensor(np.asarray(X, dtype=np.float32), device=device)
+
+
 def _standardize(Ztr, Zte):
     mu = Ztr.mean(dim=1, keepdim=True)
     sd = Ztr.std(dim=1, keepdim=True).clamp_min(1e-6)
@@ -64,7 +69,7 @@ def _standardize(Ztr, Zte):
 
 
 def probe_accuracy(X_train, y_train, X_test, y_test, *, columns=None, projections=None,
-                   C: float = 1.0, max_iter: int = 300, standardize: bool = True,
+                   C: float = 1.0, max_iter: int = 500, standardize: bool = True,
                    device: str | None = None, max_batch_bytes: float = 2e9) -> ProbeResult:
     """Test accuracy of probes on column subsets or projections of the same features.
 
@@ -76,8 +81,8 @@ def probe_accuracy(X_train, y_train, X_test, y_test, *, columns=None, projection
     from .extract import default_device
     device = device or default_device()
     n_classes = int(max(y_train.max(), y_test.max())) + 1
-    Xtr = torch.as_tensor(np.asarray(X_train, dtype=np.float32), device=device)
-    Xte = torch.as_tensor(np.asarray(X_test, dtype=np.float32), device=device)
+    Xtr = _tensor(X_train, device)
+    Xte = _tensor(X_test, device)
     ytr = torch.as_tensor(np.asarray(y_train, dtype=np.int64), device=device)
     yte = torch.as_tensor(np.asarray(y_test, dtype=np.int64), device=device)
     if columns is None and projections is None:
@@ -114,7 +119,7 @@ def probe_accuracy(X_train, y_train, X_test, y_test, *, columns=None, projection
 class LinearProbe:
     """scikit-learn-style single probe: ``LinearProbe(C=1).fit(X, y).score(X_test, y_test)``."""
 
-    def __init__(self, C: float = 1.0, max_iter: int = 300, standardize: bool = True,
+    def __init__(self, C: float = 1.0, max_iter: int = 500, standardize: bool = True,
                  device: str | None = None):
         self.C, self.max_iter, self.standardize, self.device = C, max_iter, standardize, device
 
@@ -122,7 +127,7 @@ class LinearProbe:
         torch = _torch()
         from .extract import default_device
         dev = self.device or default_device()
-        X = torch.as_tensor(np.asarray(X, np.float32), device=dev)
+        X = _tensor(X, dev)
         self.classes_ = np.unique(y)
         yi = torch.as_tensor(np.searchsorted(self.classes_, y), device=dev)
         self.mean_ = X.mean(0) if self.standardize else torch.zeros(X.shape[1], device=dev)
@@ -134,7 +139,7 @@ class LinearProbe:
 
     def decision_function(self, X) -> np.ndarray:
         torch = _torch()
-        X = torch.as_tensor(np.asarray(X, np.float32), device=self.coef_.device)
+        X = _tensor(X, self.coef_.device)
         return (((X - self.mean_) / self.scale_) @ self.coef_ + self.intercept_).cpu().numpy()
 
     def predict(self, X) -> np.ndarray:

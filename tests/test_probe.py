@@ -1,0 +1,52 @@
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+
+from diffred import LinearProbe, features, probe_accuracy
+
+
+@pytest.fixture(scope="module")
+def cifar():
+    tr = features("efficientnet_lite0", "cifar10", "train", n_per_class=100, resolution=128,
+                  progress=False)
+    te = features("efficientnet_lite0", "cifar10", "test", n_per_class=50, resolution=128,
+                  progress=False)
+    return np.asarray(tr.X), tr.y, np.asarray(te.X), te.y
+
+
+def sklearn_accuracy(Xtr, ytr, Xte, yte, C):
+    s = StandardScaler().fit(Xtr)
+    return LogisticRegression(C=C, max_iter=2000).fit(s.transform(Xtr), ytr).score(s.transform(Xte), yte)
+
+
+@pytest.mark.parametrize("C", [0.05, 1.0])
+def test_matches_sklearn_within_half_a_point(cifar, C):
+    Xtr, ytr, Xte, yte = cifar
+    ours = probe_accuracy(Xtr, ytr, Xte, yte, C=C).accuracy[0]
+    ref = sklearn_accuracy(Xtr, ytr, Xte, yte, C)
+    print(f"C={C}: diffred {ours:.4f}  sklearn {ref:.4f}")
+    assert ours > 0.5 and abs(ours - ref) <= 0.005
+
+
+def test_batched_subsets_equal_individual_fits(cifar):
+    Xtr, ytr, Xte, yte = cifar
+    rng = np.random.default_rng(0)
+    cols = [rng.permutation(1280)[:k] for k in (8, 8, 64, 256)]
+    batched = probe_accuracy(Xtr, ytr, Xte, yte, columns=cols, C=0.05)
+    for i, c in enumerate(cols):
+        ref = sklearn_accuracy(Xtr[:, c], ytr, Xte[:, c], yte, 0.05)
+        assert abs(batched.accuracy[i] - ref) <= 0.01
+    assert batched.per_class.shape == (4, 10)
+    assert np.allclose(batched.per_class.mean(1), batched.accuracy, atol=1e-6)  # balanced test
+    assert batched.accuracy[3] > batched.accuracy[0]
+
+
+def test_projections_and_sklearn_style_probe(cifar):
+    Xtr, ytr, Xte, yte = cifar
+    P = np.random.default_rng(0).normal(size=(1280, 32))
+    r = probe_accuracy(Xtr, ytr, Xte, yte, projections=[P], C=0.05)
+    ref = sklearn_accuracy(Xtr @ P, ytr, Xte @ P, yte, 0.05)
+    assert abs(r.accuracy[0] - ref) <= 0.01
+    probe = LinearProbe(C=0.05).fit(Xtr, ytr)
+    assert probe.score(Xte, yte) == pytest.approx(probe_accuracy(Xtr, ytr, Xte, yte, C=0.05).accuracy[0])
