@@ -1,0 +1,519 @@
+"""Neuron-level redundancy in transformers (Dalvi et al., EMNLP 2020).
+
+General redundancy
+    :func:`layer_similarity` — linear CKA between every pair of layers;
+    :func:`neuron_correlation` — Pearson ρ between all neurons, streamed over row chunks
+    (float64 sums and cross-products, never a dense rows x neurons float64 matrix);
+    :func:`correlation_linkage` + :func:`clusters_at` — average-linkage clustering on
+    1 − |ρ|, cut at a threshold c; :func:`redundancy_curve` — % of neurons redundant vs c.
+Task-specific pipeline (:func:`task_redundancy`)
+    oracle probe on all layers → :class:`LayerSelector` (lowest layer l whose prefix 0..l
+    keeps ≥ (1 − δ_L%) of the oracle's dev accuracy) → correlation clustering of the kept
+    neurons → elastic-net ranking (:func:`rank_neurons`) → :func:`minimal_neuron_set` (the
+    smallest top-k% of the ranking keeping ≥ (1 − δ_N%) of the dev accuracy), with a
+    random-selection baseline and :func:`probe_cost` for the efficiency comparison.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .errors import check_choice
+
+#: the authors' search grid for the minimal neuron set (fractions of ALL neurons of the model)
+PERCENTAGES = (0.001, 0.002, 0.003, 0.004, 0.005, 0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07,
+               0.08, 0.09, 0.10, 0.15, 0.20, 0.25, 0.30, 0.35, 0.40, 0.45, 0.50, 0.60, 0.70,
+               0.80, 0.90)
+DELTAS = ((1, 1), (2, 1), (3, 1))
+TOKEN_TASKS = ("ud_pos", "conll2000_chunk", "conll2003_ner")
+SENTENCE_TASKS = ("sst2", "mrpc", "cola", "rte", "trec")
+
+
+# ============================================================================ general redundancy
+def layer_similarity(layers: Sequence[np.ndarray], max_rows: int = 20000, seed: int = 0
+                     ) -> pd.DataFrame:
+    """Linear CKA between every pair of layers.
+
+    layers: L+1 arrays (N, D) of the same N rows (memmaps are fine; at most ``max_rows``
+    seeded rows are read).  Returns a long table: layer_a, layer_b, cka.
+    """
+    from .similarity import linear_cka
+    n = len(layers[0])
+    rows = np.sort(np.random.default_rng(seed).permutation(n)[:max_rows])
+    reps = [np.asarray(X[rows], dtype=np.float32) for X in layers]
+    out = []
+    for a in range(len(reps)):
+        for b in range(a, len(reps)):
+            cka = 1.0 if a == b else linear_cka(reps[a], reps[b])
+            out += [(a, b, cka)] + ([(b, a, cka)] if a != b else [])
+    return pd.DataFrame(out, columns=["layer_a", "layer_b", "cka"])
+
+
+def layer_chunks(layers: Sequence[np.ndarray], chunk_rows: int = 4096,
+                 rows: np.ndarray | None = None) -> Iterator[np.ndarray]:
+    """Yield float32 blocks (n, sum of D_l) of the concatenated layers, ``chunk_rows`` at a time.
+
+    layers: arrays (N, D_l) — typically memory-mapped cache entries, read layer by layer so
+    that only one chunk of rows is ever in memory; rows: optional row subset (sorted)."""
+    index = np.arange(len(layers[0])) if rows is None else np.asarray(rows)
+    for start in range(0, len(index), chunk_rows):
+        sel = index[start:start + chunk_rows]
+        sl = slice(sel[0], sel[-1] + 1) if len(sel) and sel[-1] - sel[0] + 1 == len(sel) else sel
+        yield np.concatenate([np.asarray(X[sl], dtype=np.float32) for X in layers], axis=1)
+
+
+class StreamingCorrelation:
+    """Pearson correlation of D variables accumulated over row chunks.
+
+    Keeps n, Σx (D,) and Σ(x−s)(x−s)ᵀ (D, D) in float64, where s is the first chunk's mean (a
+    shift that avoids cancellation).  Each chunk's cross-product is one symmetric rank-k update
+    (BLAS ``ssyrk`` on CPU, float64 matmul on CUDA); memory is O(D² + chunk·D).
+    """
+
+    def __init__(self, device: str | None = None):
+        from .extract import default_device
+        self.device = device or default_device()
+        self.n, self.shift, self.sum, self.cross = 0, None, None, None
+
+    def update(self, chunk: np.ndarray) -> None:
+        """chunk: (n, D) float array of n new rows."""
+        chunk = np.asarray(chunk, dtype=np.float32)
+        if self.shift is None:
+            D = chunk.shape[1]
+            self.shift = chunk.mean(0)
+            self.sum = np.zeros(D)
+            self.cross = np.zeros((D, D))
+        centred = chunk - self.shift
+        self.n += len(chunk)
+        self.sum += centred.sum(0, dtype=np.float64)
+        if self.device.startswith("cuda"):
+            import torch
+            c = torch.as_tensor(centred, device=self.device, dtype=torch.float64)
+            self.cross += (c.T @ c).cpu().numpy()
+        else:
+            from scipy.linalg.blas import ssyrk
+            # upper triangle of centredᵀ centred into a reused float32 (D, D) buffer
+            self._block = ssyrk(1.0, np.asfortranarray(centred), trans=1, lower=0, beta=0.0,
+                                c=getattr(self, "_block", None), overwrite_c=1)
+            self.cross += self._block
+
+    def correlation(self) -> np.ndarray:
+        """(D, D) float64 correlation; constant neurons correlate 0 with every other one.
+
+        Reuses the cross-product buffer (the accumulator is consumed)."""
+        if self.n < 2:
+            raise ValueError(f"correlation needs at least 2 rows, got {self.n}")
+        C = self.cross
+        mean = self.sum / self.n
+        C -= self.n * np.outer(mean, mean)            # centred cross-products (upper triangle)
+        iu = np.triu_indices_from(C, 1) if not self.device.startswith("cuda") else None
+        if iu is not None:                            # mirror the BLAS upper triangle
+            C[(iu[1], iu[0])] = C[iu]
+            del iu
+        sd = np.sqrt(np.clip(np.diag(C), 0, None))
+        inv = np.where(sd > 1e-12 * max(sd.max(), 1e-300), 1.0 / np.where(sd > 0, sd, 1), 0.0)
+        C *= inv[:, None]
+        C *= inv[None, :]
+        np.clip(C, -1.0, 1.0, out=C)
+        np.fill_diagonal(C, 1.0)
+        self.cross = self._block = None
+        return C
+
+
+def neuron_correlation(chunks: Iterable[np.ndarray], device: str | None = None) -> np.ndarray:
+    """Pearson ρ (D, D) float64 between the D columns of row chunks (n_i, D) (streamed)."""
+    acc = StreamingCorrelation(device)
+    for chunk in chunks:
+        acc.update(chunk)
+    return acc.correlation()
+
+
+def correlation_linkage(corr: np.ndarray, overwrite: bool = True) -> np.ndarray:
+    """Average-linkage hierarchy of neurons on the distance 1 − |ρ|.
+
+    corr: (D, D) correlation (overwritten in place unless ``overwrite=False``).
+    Returns the scipy linkage matrix Z (D−1, 4)."""
+    from scipy.cluster.hierarchy import linkage
+    from scipy.spatial.distance import squareform
+    dist = corr if overwrite else corr.copy()
+    np.abs(dist, out=dist)
+    np.subtract(1.0, dist, out=dist)
+    np.fill_diagonal(dist, 0.0)
+    condensed = squareform(dist, checks=False)       # (D(D−1)/2,) float64
+    del dist, corr
+    return linkage(condensed, method="average")
+
+
+def clusters_at(Z: np.ndarray, threshold: float) -> np.ndarray:
+    """Cluster id (D,) of every neuron when the hierarchy Z is cut at distance ``threshold``."""
+    from scipy.cluster.hierarchy import fcluster
+    return fcluster(Z, t=threshold, criterion="distance")
+
+
+def cluster_representatives(labels: np.ndarray) -> np.ndarray:
+    """One neuron per cluster — the lowest index (the earliest layer) — sorted: (K,)."""
+    _, first = np.unique(labels, return_index=True)
+    return np.sort(first)
+
+
+def redundancy_curve(Z: np.ndarray, thresholds: Sequence[float]) -> pd.DataFrame:
+    """% of neurons redundant (not a cluster representative) at each clustering threshold c."""
+    D = len(Z) + 1
+    rows = []
+    for c in thresholds:
+        k = len(np.unique(clusters_at(Z, c)))
+        rows.append({"threshold": float(c), "neurons": D, "clusters": k,
+                     "pct_redundant": 100.0 * (D - k) / D})
+    return pd.DataFrame(rows)
+
+
+# ============================================================================ task data
+@dataclass
+class TaskData:
+    """All-layer features of one task for one model.
+
+    X_train (N, (L+1)·D), X_dev (M, (L+1)·D), X_test (T, (L+1)·D) float32, layer-major
+    columns (neuron j of layer l is column l·D + j); y_* int64; ``width`` = D; ``meta``:
+    provenance (model, weights hash, dataset, subset sizes, seed, pooling)."""
+    task: str
+    model: str
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_dev: np.ndarray
+    y_dev: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    classes: list
+    width: int
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def n_layers(self) -> int:
+        """L + 1 (embeddings and every block)."""
+        return self.X_train.shape[1] // self.width
+
+    @property
+    def n_neurons(self) -> int:
+        return self.X_train.shape[1]
+
+    def layer_columns(self, upto: int) -> np.ndarray:
+        """Columns of layers 0..upto."""
+        return np.arange((upto + 1) * self.width)
+
+
+def load_task(model: str, task: str, n_train: int | None, n_dev: int | None,
+              n_test: int | None, pooling: str = "cls", seed: int = 0,
+              device: str | None = None, progress: bool = False) -> TaskData:
+    """Features of every layer (cached) on the train / dev / test splits of a task.
+
+    Token tasks take the first n words of each split (the authors: first 150k training
+    tokens), rows = words (last sub-token); sentence tasks take seeded subsets of n sentences
+    (dev = 10% of the official train set, test = the official dev set) pooled by ``pooling``.
+    """
+    from .datasets import DATASETS
+    check_choice("task", task, TOKEN_TASKS + SENTENCE_TASKS)
+    token = DATASETS[task].kind == "tokens"
+    parts, meta = {}, {}
+    for split, n in (("train", n_train), ("dev", n_dev), ("test", n_test)):
+        feats = __import__("diffred").features(model, task, split, layer="all", n=n, seed=seed,
+                                               pooling=pooling, device=device, progress=progress)
+        layers = [feats[k] for k in sorted(feats)]
+        parts[split] = (np.concatenate([np.asarray(f.X, np.float32) for f in layers], axis=1),
+                        np.asarray(layers[0].y))
+        meta = layers[0].meta
+    classes, width = layers[0].classes, layers[0].X.shape[1]
+    return TaskData(task, model, *parts["train"], *parts["dev"], *parts["test"], classes, width,
+                    {"model": model, "weights": meta.get("weights"), "dataset": task,
+                     "n_train": len(parts["train"][1]), "n_dev": len(parts["dev"][1]),
+                     "n_test": len(parts["test"][1]), "seed": seed,
+                     "pooling": "last-subtoken" if token else pooling})
+
+
+# ============================================================================ probes
+def dev_test_accuracy(task: TaskData, columns: Sequence[np.ndarray], C: float = 1.0,
+                      max_iter: int = 300, device: str | None = None,
+                      max_batch_bytes: float = 1e9) -> tuple[np.ndarray, np.ndarray]:
+    """Dev and test accuracy (B,), (B,) of B probes, each fitted once on its column subset.
+
+    Same objective as :func:`diffred.probe_accuracy` (standardised L2 logistic regression);
+    probes of equal width are fitted together with :func:`diffred.probe.fit_logreg`."""
+    import torch
+    from .extract import default_device
+    from .probe import fit_logreg
+    device = device or default_device()
+    X = {s: torch.as_tensor(np.asarray(getattr(task, f"X_{s}")), device=device)
+         for s in ("train", "dev", "test")}
+    y = {s: torch.as_tensor(getattr(task, f"y_{s}"), device=device) for s in X}
+    n_classes = int(max(int(v.max()) for v in y.values())) + 1
+    widths = np.array([len(c) for c in columns])
+    acc = {"dev": np.zeros(len(columns)), "test": np.zeros(len(columns))}
+    for width in np.unique(widths):
+        members = np.flatnonzero(widths == width)
+        chunk = max(1, int(max_batch_bytes // (4 * width * sum(len(v) for v in y.values()))))
+        for start in range(0, len(members), chunk):
+            idx = members[start:start + chunk]
+            cols = torch.as_tensor(np.stack([np.asarray(columns[i]) for i in idx]), device=device)
+            Z = {s: X[s][:, cols].permute(1, 0, 2) for s in X}          # (B, N_s, width)
+            mu, sd = Z["train"].mean(1, keepdim=True), Z["train"].std(1, keepdim=True).clamp_min(1e-6)
+            Z = {s: (z - mu) / sd for s, z in Z.items()}
+            W, b = fit_logreg(Z["train"], y["train"], n_classes, C=C, max_iter=max_iter)
+            for s in ("dev", "test"):
+                pred = torch.baddbmm(b.unsqueeze(1), Z[s], W).argmax(-1)
+                acc[s][idx] = (pred == y[s]).float().mean(1).cpu().numpy()
+            del Z
+    return acc["dev"], acc["test"]
+
+
+# ============================================================================ layer selection
+class LayerSelector:
+    """Dalvi et al.'s LayerSelector: probes on layer prefixes 0..l, l = 0..L.
+
+    ``fit(task)`` trains all L+1 prefix probes (the last is the oracle on all layers);
+    ``select(delta)`` is the lowest l whose dev accuracy ≥ (1 − delta/100) · oracle dev."""
+
+    def __init__(self, C: float = 1.0, max_iter: int = 300, device: str | None = None):
+        self.C, self.max_iter, self.device = C, max_iter, device
+
+    def fit(self, task: TaskData) -> "LayerSelector":
+        cols = [task.layer_columns(l) for l in range(task.n_layers)]
+        self.dev_, self.test_ = dev_test_accuracy(task, cols, self.C, self.max_iter, self.device)
+        return self
+
+    @property
+    def oracle_dev(self) -> float:
+        return float(self.dev_[-1])
+
+    @property
+    def oracle_test(self) -> float:
+        return float(self.test_[-1])
+
+    def select(self, delta: float) -> int:
+        """Lowest layer l with dev accuracy of layers 0..l ≥ (1 − delta/100) · oracle dev."""
+        return int(np.flatnonzero(self.dev_ >= (1 - delta / 100) * self.oracle_dev)[0])
+
+    def table(self) -> pd.DataFrame:
+        return pd.DataFrame({"upto_layer": np.arange(len(self.dev_)), "dev_acc": self.dev_,
+                             "test_acc": self.test_})
+
+
+# ============================================================================ ranking
+def rank_neurons(X: np.ndarray, y: np.ndarray, n_classes: int | None = None,
+                 l1: float = 1e-5, l2: float = 1e-5, epochs: int = 10, batch_size: int = 128,
+                 lr: float = 1e-3, seed: int = 0, device: str | None = None) -> np.ndarray:
+    """Neuron ranking from an elastic-net softmax probe, most important first: (D,).
+
+    Trains logits = x̂ W + b (x̂ standardised) with Adam on
+    mean CE + l1·‖W‖₁ + l2·‖W‖₂² (the authors: λ1 = λ2 = 1e-5, 10 epochs, batch 128), then
+    orders neurons by :func:`weight_mass_order`.  X: (N, D); y: (N,) int."""
+    import torch
+    from .extract import default_device
+    device = device or default_device()
+    g = torch.Generator().manual_seed(seed)
+    Xt = torch.as_tensor(np.asarray(X, np.float32))
+    Xt = (Xt - Xt.mean(0)) / Xt.std(0).clamp_min(1e-6)
+    yt = torch.as_tensor(np.asarray(y, np.int64))
+    n_classes = n_classes or int(yt.max()) + 1
+    lin = torch.nn.Linear(Xt.shape[1], n_classes).to(device)
+    with torch.no_grad():
+        lin.weight.copy_(torch.randn(lin.weight.shape, generator=g) * 0.01)
+        lin.bias.zero_()
+    opt = torch.optim.Adam(lin.parameters(), lr=lr)
+    threads = torch.get_num_threads()
+    if not device.startswith("cuda"):     # tiny minibatch steps: threads only add overhead
+        torch.set_num_threads(1)
+    try:
+        _adam_epochs(lin, opt, Xt, yt, l1, l2, epochs, batch_size, g, device)
+    finally:
+        torch.set_num_threads(threads)
+    return weight_mass_order(lin.weight.detach().T.cpu().numpy())
+
+
+def _adam_epochs(lin, opt, Xt, yt, l1, l2, epochs, batch_size, g, device):
+    import torch
+    with torch.enable_grad():
+        for _ in range(epochs):
+            perm = torch.randperm(len(Xt), generator=g)
+            for start in range(0, len(Xt), batch_size):
+                idx = perm[start:start + batch_size]
+                xb, yb = Xt[idx].to(device), yt[idx].to(device)
+                loss = torch.nn.functional.cross_entropy(lin(xb), yb)
+                loss = loss + l1 * lin.weight.abs().sum() + l2 * (lin.weight ** 2).sum()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+
+
+def weight_mass_order(W: np.ndarray) -> np.ndarray:
+    """Order neurons by when they enter each class's top-weight-mass set: (D,).
+
+    W: (D, C) probe weights.  For class c, neurons sorted by |W[:, c]| enter at the cumulative
+    share of class-c weight mass before them; a neuron's key is its earliest entry over
+    classes (the limit of the authors' stride search over mass percentages)."""
+    A = np.abs(np.asarray(W, np.float64))
+    entry = np.empty_like(A)
+    for c in range(A.shape[1]):
+        order = np.argsort(-A[:, c], kind="stable")
+        mass = np.cumsum(A[order, c]) - A[order, c]
+        entry[order, c] = mass / max(A[:, c].sum(), 1e-300)
+    key = entry.min(1)
+    return np.lexsort((-A.max(1), key))
+
+
+# ============================================================================ minimal set
+def minimal_neuron_set(task: TaskData, candidates: np.ndarray, order: np.ndarray,
+                       target_dev: float, percentages: Sequence[float] = PERCENTAGES,
+                       random_seeds: int = 1, C: float = 1.0, max_iter: int = 300,
+                       device: str | None = None, seed: int = 0) -> pd.DataFrame:
+    """Accuracy of the top-k ranked candidates (and of random k-subsets) for every k%.
+
+    candidates: (K,) column indices kept by layer selection + clustering; order: (K,) ranking
+    of the candidates (indices into ``candidates``); k = ⌊p · all neurons⌋ for p in
+    ``percentages`` (k ≤ K).  Returns rows: pct, k, method ('ranked' | 'random'), dev_acc,
+    test_acc, meets_target (ranked rows only)."""
+    rng = np.random.default_rng(seed)
+    ks = sorted({max(1, int(p * task.n_neurons)) for p in percentages} | {len(candidates)})
+    ks = [k for k in ks if k <= len(candidates)]
+    views, labels = [], []
+    for k in ks:
+        views.append(candidates[order[:k]])
+        labels.append((k, "ranked"))
+        for _ in range(random_seeds):
+            views.append(rng.choice(candidates, size=k, replace=False))
+            labels.append((k, "random"))
+    dev, test = dev_test_accuracy(task, views, C, max_iter, device)
+    df = pd.DataFrame([{"k": k, "pct": 100.0 * k / task.n_neurons, "method": m}
+                       for k, m in labels])
+    df["dev_acc"], df["test_acc"] = dev, test
+    df = df.groupby(["k", "pct", "method"], as_index=False)[["dev_acc", "test_acc"]].mean()
+    df["meets_target"] = (df["method"] == "ranked") & (df["dev_acc"] >= target_dev)
+    return df
+
+
+def probe_cost(task: TaskData, columns: np.ndarray, C: float = 1.0, max_iter: int = 300,
+               device: str | None = None, repeats: int = 3) -> dict:
+    """Fit / predict wall time (s, best of ``repeats`` predictions), parameter count and
+    feature bytes of one probe on ``columns`` of the task."""
+    from .probe import LinearProbe
+    Xtr, Xte = task.X_train[:, columns], task.X_test[:, columns]
+    t0 = time.perf_counter()
+    probe = LinearProbe(C=C, max_iter=max_iter, device=device).fit(Xtr, task.y_train)
+    fit_s = time.perf_counter() - t0
+    pred_s = np.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        probe.decision_function(Xte)
+        pred_s = min(pred_s, time.perf_counter() - t0)
+    return {"neurons": len(columns), "fit_s": fit_s, "predict_s": pred_s,
+            "params": int(len(columns) + 1) * len(probe.classes_),
+            "feature_mb": Xtr.nbytes / 2 ** 20, "test_acc": probe.score(Xte, task.y_test)}
+
+
+# ============================================================================ the pipeline
+@dataclass
+class TaskRedundancy:
+    """Results of :func:`task_redundancy`: ``summary`` (one row per δ pair), ``curves``
+    (accuracy vs k% per selected layer, ranked and random), ``layers`` (prefix probes),
+    ``cost`` (oracle vs minimal-set probe at the first δ pair)."""
+    summary: pd.DataFrame
+    curves: pd.DataFrame
+    layers: pd.DataFrame
+    cost: pd.DataFrame
+
+
+def task_redundancy(task: TaskData, deltas: Sequence[tuple] = DELTAS, threshold: float = 0.3,
+                    percentages: Sequence[float] = PERCENTAGES, random_seeds: int = 1,
+                    C: float = 1.0, max_iter: int = 300, device: str | None = None,
+                    seed: int = 0) -> TaskRedundancy:
+    """Dalvi et al.'s task-specific pipeline for every (δ_L, δ_N) pair in ``deltas``.
+
+    Steps share work: the prefix probes are fitted once; clustering, ranking and the k% search
+    run once per distinct selected layer."""
+    selector = LayerSelector(C, max_iter, device).fit(task)
+    prov = {**task.meta, "threshold": threshold}
+    per_layer, summary, curves = {}, [], []
+    for d_layer, d_neuron in deltas:
+        top = selector.select(d_layer)
+        if top not in per_layer:
+            cols = task.layer_columns(top)
+            corr = neuron_correlation(layer_chunks([task.X_train[:, cols]]), device)
+            kept = cols[cluster_representatives(clusters_at(correlation_linkage(corr),
+                                                            threshold))]
+            order = rank_neurons(task.X_train[:, kept], task.y_train, len(task.classes),
+                                 seed=seed, device=device)
+            curve = minimal_neuron_set(task, kept, order, 0.0, percentages, random_seeds,
+                                       C=C, max_iter=max_iter, device=device, seed=seed)
+            # the probe on all kept neurons (the k = K row) is the δ_N baseline
+            base_dev = float(curve[(curve.k == len(kept)) & (curve.method == "ranked")].dev_acc.iloc[0])
+            curve.insert(0, "selected_layer", top)
+            per_layer[top] = (kept, base_dev, order, curve)
+            curves.append(curve)
+        kept, base_dev, order, curve = per_layer[top]
+        target = (1 - d_neuron / 100) * base_dev
+        ranked = curve[curve.method == "ranked"]
+        hit = ranked[ranked.dev_acc >= target]
+        best = hit.iloc[0] if len(hit) else ranked.iloc[-1]
+        summary.append({**prov, "delta_layer": d_layer, "delta_neuron": d_neuron,
+                        "oracle_dev": selector.oracle_dev, "oracle_test": selector.oracle_test,
+                        "neurons_total": task.n_neurons, "selected_layer": top,
+                        "neurons_after_ls": len(task.layer_columns(top)),
+                        "neurons_after_cc": len(kept), "base_dev": base_dev,
+                        "minimal_k": int(best.k), "minimal_pct": float(best.pct),
+                        "minimal_dev": float(best.dev_acc), "minimal_test": float(best.test_acc),
+                        "pct_of_oracle": 100 * float(best.test_acc) / selector.oracle_test,
+                        "pct_removable": 100 * (1 - best.k / task.n_neurons)})
+    curves = pd.concat(curves, ignore_index=True)
+    for key in ("model", "dataset", "weights"):
+        curves[key] = prov.get(key)
+    first = summary[0]
+    top = first["selected_layer"]
+    minimal_cols = per_layer[top][0][per_layer[top][2][:first["minimal_k"]]]
+    cost = pd.DataFrame([{**prov, "probe": name, **probe_cost(task, cols, C, max_iter, device)}
+                         for name, cols in (("oracle (all layers)", np.arange(task.n_neurons)),
+                                            (f"minimal set δ={deltas[0]}", minimal_cols))])
+    layers = selector.table().assign(model=task.model, dataset=task.task)
+    return TaskRedundancy(pd.DataFrame(summary), curves, layers, cost)
+
+
+# ============================================================================ charts
+def similarity_heatmap(df: pd.DataFrame, title: str = "Linear CKA between layers"):
+    """Heatmap of a :func:`layer_similarity` table (faceted by ``model`` if present)."""
+    import altair as alt
+    base = alt.Chart(df).mark_rect().encode(
+        x=alt.X("layer_a:O", title="layer"), y=alt.Y("layer_b:O", title="layer", sort="descending"),
+        color=alt.Color("cka:Q", scale=alt.Scale(domain=[0, 1], scheme="viridis"), title="CKA"),
+        tooltip=["layer_a", "layer_b", alt.Tooltip("cka:Q", format=".3f")])
+    chart = base.properties(width=220, height=220)
+    if "model" in df:
+        chart = chart.facet(column=alt.Column("model:N", title=None)).resolve_scale(
+            x="independent", y="independent")
+    return chart.properties(title=title)
+
+
+def redundancy_chart(df: pd.DataFrame):
+    """% of neurons redundant vs clustering threshold c, one line per model."""
+    import altair as alt
+    return alt.Chart(df).mark_line(point=True).encode(
+        x=alt.X("threshold:Q", title="clustering threshold c (distance 1 − |ρ|)"),
+        y=alt.Y("pct_redundant:Q", title="% neurons redundant", scale=alt.Scale(domain=[0, 100])),
+        color="model:N", tooltip=["model", "threshold", "clusters", "neurons",
+                                  alt.Tooltip("pct_redundant:Q", format=".1f")]
+    ).properties(width=380, height=240, title="General neuron redundancy (correlation clustering)")
+
+
+def selection_chart(curves: pd.DataFrame):
+    """Test accuracy vs % of neurons kept: elastic-net ranking vs random, per task and model."""
+    import altair as alt
+    return alt.Chart(curves).mark_line(point=True).encode(
+        x=alt.X("pct:Q", title="% of all neurons kept", scale=alt.Scale(type="log")),
+        y=alt.Y("test_acc:Q", title="test accuracy", scale=alt.Scale(zero=False)),
+        color=alt.Color("method:N", title="selection"),
+        strokeDash=alt.StrokeDash("selected_layer:N", title="layers 0..l"),
+        tooltip=["model", "dataset", "selected_layer", "method", "k",
+                 alt.Tooltip("pct:Q", format=".2f"), alt.Tooltip("test_acc:Q", format=".3f")]
+    ).properties(width=230, height=170).facet(
+        row=alt.Row("model:N", title=None), column=alt.Column("dataset:N", title=None)
+    ).resolve_scale(y="independent").properties(title="Minimal neuron sets: ranked vs random")
