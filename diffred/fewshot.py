@@ -144,15 +144,19 @@ def two_way_importance(mu1, mu2, sigma1, sigma2):
     return torch.nn.functional.normalize(imp, dim=-1, eps=EPS)
 
 
-def importance(mu, sigma):
+def importance(mu, sigma, shrink: float = 0.0):
     """Multi-class Fisher-style ratio ``2 std_c(mu_c) / mean_c(sigma_c)``, L2-normalised.
 
     mu, sigma: (..., N, D) per-class means and standard deviations -> (..., D).
     For N = 2 it equals :func:`two_way_importance` (std of two numbers is half their gap).
+    ``shrink`` > 0 adds ``shrink * mean_d(sigma)`` to every dimension's spread: a floor for
+    estimates from a handful of support views, where a dimension that happens to be constant
+    (e.g. zero after ReLU) would otherwise get sigma = 0 and an unbounded ratio.
     """
     torch = _torch()
     between = mu.std(dim=-2, unbiased=False)
     within = sigma.mean(dim=-2)
+    within = within + shrink * within.mean(dim=-1, keepdim=True)
     return torch.nn.functional.normalize(2 * between / (within + EPS), dim=-1, eps=EPS)
 
 
@@ -166,10 +170,11 @@ def class_statistics(X, y, n_classes: int):
     return mu, var.sqrt(), onehot.T @ X.abs() / count
 
 
-def soft_mask(imp, abs_mean):
+def soft_mask(imp, abs_mean, shrink: float = 0.0):
     """Per-dimension scale ``importance / mean|x|`` (..., D) — the precursor's feature
-    re-weighting; features are L2-normalised after scaling."""
-    return imp / (abs_mean + EPS)
+    re-weighting; features are L2-normalised after scaling.  ``shrink`` > 0 floors mean|x| at
+    ``shrink * mean_d(mean|x|)`` so near-silent dimensions are not blown up."""
+    return imp / (abs_mean + shrink * abs_mean.mean(dim=-1, keepdim=True) + EPS)
 
 
 # --------------------------------------------------------------------------- classifiers
@@ -199,17 +204,64 @@ def reduce_to_span(S, Q):
     return Zs, Zq
 
 
+def fit_episode_logreg(Z, y, n_classes: int, C: float = 1.0, tol: float = 1e-4,
+                       max_iter: int = 3000):
+    """E multinomial logistic regressions with their own training sets, solved together.
+
+    Z: (E, M, r) features; y: (M,) labels shared by all episodes (class-major layout).
+    Objective per episode (scikit-learn's, divided by C*M): ``mean_i CE(z_i W + b, y_i) +
+    ||W||^2 / (2 C M)``, intercept not penalised.  Nesterov's accelerated gradient with the
+    step 1/L from a per-episode bound on the curvature (softmax curvature <= 1/2, Gram
+    spectrum <= Frobenius norm) — no line search, so E episodes cost one batched matmul per
+    step.  An episode leaves the batch once its largest gradient entry is below ``tol``.
+    Returns W (E, r, n_classes), b (E, n_classes).
+    """
+    torch = _torch()
+    E, M, r = Z.shape
+    Z1 = torch.cat([Z, torch.ones(E, M, 1, device=Z.device, dtype=Z.dtype)], 2)   # (E, M, r+1)
+    Y = torch.nn.functional.one_hot(y, n_classes).to(Z.dtype)                     # (M, C)
+    lam = 1.0 / (C * M)
+    penalised = torch.ones(r + 1, 1, device=Z.device, dtype=Z.dtype)
+    penalised[-1] = 0
+    L = 0.5 * Z1.square().sum((1, 2)) / M + lam                                 # (E,)
+    kappa = L / lam
+    momentum = ((kappa.sqrt() - 1) / (kappa.sqrt() + 1)).view(E, 1, 1)
+    step = (1 / L).view(E, 1, 1)
+    out = torch.zeros(E, r + 1, n_classes, device=Z.device, dtype=Z.dtype)
+    active = torch.arange(E, device=Z.device)        # episodes still iterating
+    W = out.clone()
+    V = W.clone()
+    Z1t = Z1.transpose(1, 2).contiguous()
+    for it in range(max_iter):
+        grad = Z1t @ (torch.softmax(Z1 @ V, -1) - Y) / M + lam * penalised * V
+        W_next = V - step * grad
+        V = W_next + momentum * (W_next - W)
+        W = W_next
+        if it % 20 == 19 or it == max_iter - 1:
+            g = Z1t @ (torch.softmax(Z1 @ W, -1) - Y) / M + lam * penalised * W
+            done = g.abs().amax((1, 2)) < tol
+            out[active] = W
+            if done.all():
+                break
+            if done.any():                           # drop converged episodes from the batch
+                keep = ~done
+                active, Z1, Z1t, W, V = active[keep], Z1[keep], Z1t[keep], W[keep], V[keep]
+                step, momentum = step[keep], momentum[keep]
+    W = out
+    return W[:, :r], W[:, r]
+
+
 def episode_accuracy(S, Q, n_way: int, classifier: str = "lr", C: float = 1.0,
-                     max_iter: int = 1000, normalize: bool = True):
+                     normalize: bool = True, tol: float = 1e-4):
     """Accuracy of E episodes at once.
 
     S: (E, N*K, D) support, class-major (label of row i = i // K); Q: (E, N*T, D) queries,
     class-major.  classifier 'lr': multinomial logistic regression (scikit-learn's
     ``LogisticRegression(C)`` objective, no standardisation); 'nc': nearest centroid
-    (Euclidean).  Features are L2-normalised first unless ``normalize=False``.
+    (Euclidean).  Features are L2-normalised first unless ``normalize=False``.  ``tol``: LR
+    gradient tolerance (scikit-learn's default 1e-4, same scaling).
     Returns (E,) accuracies as a torch tensor.
     """
-    from .probe import fit_logreg
     torch = _torch()
     check_choice("classifier", classifier, CLASSIFIERS)
     E, M, _ = S.shape
@@ -223,7 +275,7 @@ def episode_accuracy(S, Q, n_way: int, classifier: str = "lr", C: float = 1.0,
         pred = torch.cdist(Q, centroids).argmin(-1)
     else:
         Zs, Zq = reduce_to_span(S, Q)
-        W, b = fit_logreg(Zs, y_s, n_way, C=C, max_iter=max_iter)
+        W, b = fit_episode_logreg(Zs, y_s, n_way, C=C, tol=tol)
         pred = torch.baddbmm(b.unsqueeze(1), Zq, W).argmax(-1)
     return (pred == y_q).float().mean(1)
 
@@ -265,8 +317,8 @@ def _pool_tensors(pool: Pool, device):
 
 
 # --------------------------------------------------------------------------- experiment 1
-def fraction_curves(pool: Pool, shots=(1, 5, 10, 20), fractions=(0.01, 0.02, 0.05, 0.1, 0.2,
-                    0.5, 1.0), *, n_way: int = 5, n_query: int = 15, n_episodes: int = 600,
+def fraction_curves(pool: Pool, shots=(1, 5, 10, 20),
+                    fractions=(0.005, 0.01, 0.02, 0.05, 0.2, 1.0), *, n_way: int = 5, n_query: int = 15, n_episodes: int = 600,
                     seed: int = 0, classifier: str = "lr", episode_batch: int = 300,
                     device: str | None = None) -> pd.DataFrame:
     """Accuracy when keeping only the top fraction of dimensions, ranked per episode by oracle
@@ -335,6 +387,7 @@ def confounders(pool: Pool, *, n_way: int = 5, k_shot: int = 1, n_query: int = 1
     ep = sample_episodes(pool.y, n_way, k_shot, n_query, n_episodes, seed=seed)
     D = X.shape[1]
     gain = torch.zeros(D, device=device, dtype=torch.float64)
+    flips = torch.zeros(D, device=device, dtype=torch.float64)
     n_total = 0
     for part in _chunks(n_episodes, episode_batch):
         sub = Episodes(ep.classes[part], ep.support[part], ep.query[part])
@@ -346,14 +399,17 @@ def confounders(pool: Pool, *, n_way: int = 5, k_shot: int = 1, n_query: int = 1
         y_q = torch.arange(n_way, device=device).repeat_interleave(n_query)
         full = (dist.argmin(-1) == y_q).float()                           # (E, T)
         dropped = (dist[..., None] - terms).argmin(2) == y_q[None, :, None]   # (E, T, D)
-        gain += (dropped.float() - full[..., None]).sum((0, 1)).double()
+        change = dropped.float() - full[..., None]
+        gain += change.sum((0, 1)).double()
+        flips += change.abs().sum((0, 1)).double()
         n_total += full.numel()
     delta = (gain / n_total).cpu().numpy()
     within_var = (sd ** 2).mean(0).cpu().numpy()
     centroid_dist = (mu.std(0, unbiased=False) * 2).cpu().numpy()
-    se = 1.0 / np.sqrt(n_total)       # scale of a single flipped prediction
-    effect = np.where(delta > se, "dropping helps",
-                      np.where(delta < -se, "dropping hurts", "no clear effect"))
+    # paired sign-test scale: net flips beyond 1.96 sqrt(#flips) are not chance
+    margin = (1.96 * flips.sqrt() / n_total).cpu().numpy()
+    effect = np.where(delta > margin, "dropping helps",
+                      np.where(delta < -margin, "dropping hurts", "no clear effect"))
     return pd.DataFrame({**_provenance(pool), "dim": np.arange(D), "within_var": within_var,
                          "centroid_dist": centroid_dist, "delta_acc": delta, "effect": effect,
                          "shots": k_shot, "n_episodes": n_episodes})
@@ -365,15 +421,16 @@ METHODS = ("no mask", "augmented support, no mask", "hard top-k (support)",
 
 
 def soft_mask_comparison(pool: Pool, shots=(1, 5), *, n_way: int = 5, n_query: int = 15,
-                         n_episodes: int = 600, seed: int = 0, topk_fraction: float = 0.1,
-                         classifiers=CLASSIFIERS, episode_batch: int = 300,
+                         n_episodes: int = 600, seed: int = 0, topk_fraction: float = 0.05,
+                         shrink: float = 0.5, classifiers=CLASSIFIERS, episode_batch: int = 300,
                          device: str | None = None) -> pd.DataFrame:
     """No mask vs masks estimated from the support set alone (its K images x V augmented views
     plus originals): hard top-k and soft mask; plus two references — training on the augmented
     views without a mask, and the soft mask from oracle (whole-pool) statistics.
 
     All methods see the same episodes, so gains are paired: ``gain`` and ``gain_ci95`` are the
-    mean and 95% CI of the per-episode difference to 'no mask'.
+    mean and 95% CI of the per-episode difference to 'no mask'.  ``shrink`` regularises the
+    support estimates (see :func:`importance`, :func:`soft_mask`); oracle ones use none.
     """
     from .extract import default_device
     torch = _torch()
@@ -401,10 +458,11 @@ def soft_mask_comparison(pool: Pool, shots=(1, 5), *, n_way: int = 5, n_query: i
             aug = torch.cat([X[s_idx][:, :, :, None], V_all[s_idx]], 3)    # (E, N, K, V+1, D)
             aug = aug.reshape(E, n_way, K * (V + 1), D)
             s_mu, s_sd = aug.mean(2), aug.std(2, unbiased=False)
-            support_scale = soft_mask(importance(s_mu, s_sd), aug.abs().mean((1, 2)))
+            s_imp = importance(s_mu, s_sd, shrink)
+            support_scale = soft_mask(s_imp, aug.abs().mean((1, 2)), shrink)
             cls = torch.as_tensor(sub.classes, device=device)
             oracle_scale = soft_mask(importance(mu[cls], sd[cls]), absmean[cls].mean(1))
-            top = importance(s_mu, s_sd).argsort(-1, descending=True)[:, :k_top]
+            top = s_imp.argsort(-1, descending=True)[:, :k_top]
             inputs = {
                 "no mask": (S, Q),
                 "augmented support, no mask": (aug.reshape(E, -1, D), Q),
@@ -445,17 +503,37 @@ def one_shot_summary(curves: pd.DataFrame, small_fraction_max: float = 0.05) -> 
     return pd.DataFrame(rows)
 
 
+def closing_summary(curves: pd.DataFrame, masks: pd.DataFrame) -> pd.DataFrame:
+    """Per backbone/dataset: 1-shot accuracy with all dimensions vs the best small oracle
+    fraction, and the soft mask's (support-estimated) paired gain with its 95% CI, in points."""
+    summary = one_shot_summary(curves)
+    sm = masks[(masks.method == "soft mask (support)") & (masks.shots == masks.shots.min())]
+    gains = sm.pivot_table(index=["model", "dataset"], columns="classifier",
+                           values=["gain", "gain_ci95"]).reset_index()
+    gains.columns = ["model", "dataset"] + [f"{a}_{c}" for a, c in gains.columns[2:]]
+    out = summary.merge(gains, on=["model", "dataset"], how="left")
+    table = pd.DataFrame({
+        "backbone": out.model, "dataset": out.dataset,
+        "way-shot": out.n_way.astype(str) + "-way " + out.shots.astype(str) + "-shot",
+        "all dims": [f"{100 * a:.1f} ± {100 * c:.1f}" for a, c in zip(out.acc_full, out.ci_full)],
+        "best small fraction": [f"{100 * a:.1f} ± {100 * c:.1f} at {100 * f:.1f}%" for a, c, f in
+                                zip(out.acc_best_small, out.ci_best_small, out.best_fraction)]})
+    for c in ("lr", "nc"):
+        if f"gain_{c}" in out:
+            table[f"soft-mask gain {c.upper()}"] = [
+                f"{100 * g:+.2f} ± {100 * ci:.2f}" for g, ci in zip(out[f"gain_{c}"],
+                                                                  out[f"gain_ci95_{c}"])]
+    return table
+
+
 def paper_vs_run(curves: pd.DataFrame, masks: pd.DataFrame) -> pd.DataFrame:
     """The paper's qualitative claims (literature constants) beside what this run measured."""
     summary = one_shot_summary(curves)
     n_recover = int((summary.difference >= -summary.ci_full).sum())
     oracle = curves[curves.ranking == "oracle"]
-    fade = []
-    for _, g in oracle.groupby(["model", "dataset"]):
-        peak = g.assign(gap=g.acc - g.groupby("shots").acc.transform(
-            lambda a: a[g.loc[a.index, "fraction"] == g.fraction.max()].iloc[0]))
-        fade.append(peak.groupby("shots").gap.max())
-    fade = pd.concat(fade, axis=1).mean(1)
+    keys = ["model", "dataset", "shots"]
+    full = oracle[oracle.fraction == oracle.fraction.max()].set_index(keys).acc
+    fade = (oracle.groupby(keys).acc.max() - full).groupby("shots").mean()
     sm = masks[(masks.method == "soft mask (support)") & (masks.classifier == "lr")]
     sm1 = sm[sm.shots == sm.shots.min()]
     return pd.DataFrame([

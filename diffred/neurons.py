@@ -107,20 +107,22 @@ class StreamingCorrelation:
         Reuses the cross-product buffer (the accumulator is consumed)."""
         if self.n < 2:
             raise ValueError(f"correlation needs at least 2 rows, got {self.n}")
-        C = self.cross
+        C, self.cross, self._block = self.cross, None, None
         mean = self.sum / self.n
-        C -= self.n * np.outer(mean, mean)            # centred cross-products (upper triangle)
-        iu = np.triu_indices_from(C, 1) if not self.device.startswith("cuda") else None
-        if iu is not None:                            # mirror the BLAS upper triangle
-            C[(iu[1], iu[0])] = C[iu]
-            del iu
+        if not self.device.startswith("cuda"):        # mirror the BLAS upper triangle, by blocks
+            for i in range(0, len(C), 1024):
+                j = min(i + 1024, len(C))
+                diag = C[i:j, i:j]
+                C[i:j, i:j] = np.triu(diag) + np.triu(diag, 1).T
+                C[i:j, :i] = C[:i, i:j].T
+        for i in range(0, len(C), 1024):              # centred cross-products, in row blocks
+            C[i:i + 1024] -= self.n * np.outer(mean[i:i + 1024], mean)
         sd = np.sqrt(np.clip(np.diag(C), 0, None))
         inv = np.where(sd > 1e-12 * max(sd.max(), 1e-300), 1.0 / np.where(sd > 0, sd, 1), 0.0)
-        C *= inv[:, None]
-        C *= inv[None, :]
+        for i in range(0, len(C), 1024):
+            C[i:i + 1024] *= inv[i:i + 1024, None] * inv[None, :]
         np.clip(C, -1.0, 1.0, out=C)
         np.fill_diagonal(C, 1.0)
-        self.cross = self._block = None
         return C
 
 
@@ -247,7 +249,8 @@ def dev_test_accuracy(task: TaskData, columns: Sequence[np.ndarray], C: float = 
     device = device or default_device()
     X = {s: torch.as_tensor(np.asarray(getattr(task, f"X_{s}")), device=device)
          for s in ("train", "dev", "test")}
-    y = {s: torch.as_tensor(getattr(task, f"y_{s}"), device=device) for s in X}
+    y = {s: torch.as_tensor(np.array(getattr(task, f"y_{s}"), np.int64), device=device)
+         for s in X}
     n_classes = int(max(int(v.max()) for v in y.values())) + 1
     widths = np.array([len(c) for c in columns])
     acc = {"dev": np.zeros(len(columns)), "test": np.zeros(len(columns))}
@@ -257,7 +260,7 @@ def dev_test_accuracy(task: TaskData, columns: Sequence[np.ndarray], C: float = 
         for start in range(0, len(members), chunk):
             idx = members[start:start + chunk]
             cols = torch.as_tensor(np.stack([np.asarray(columns[i]) for i in idx]), device=device)
-            Z = {s: X[s][:, cols].permute(1, 0, 2) for s in X}          # (B, N_s, width)
+            Z = {s: X[s][:, cols].permute(1, 0, 2).contiguous() for s in X}  # (B, N_s, width)
             mu, sd = Z["train"].mean(1, keepdim=True), Z["train"].std(1, keepdim=True).clamp_min(1e-6)
             Z = {s: (z - mu) / sd for s, z in Z.items()}
             W, b = fit_logreg(Z["train"], y["train"], n_classes, C=C, max_iter=max_iter)
@@ -517,3 +520,54 @@ def selection_chart(curves: pd.DataFrame):
     ).properties(width=230, height=170).facet(
         row=alt.Row("model:N", title=None), column=alt.Column("dataset:N", title=None)
     ).resolve_scale(y="independent").properties(title="Minimal neuron sets: ranked vs random")
+
+
+# ============================================================================ chapter verbs
+#: the paper's headline claims (Dalvi et al., EMNLP 2020; BERT-base / XLNet-base, 150k tokens)
+PAPER_CLAIMS = {"general_pct_redundant": 85.0, "task_pct_removable": 92.0,
+                "pct_of_oracle": 97.0, "pct_neurons_at_97": 10.0}
+
+
+def general_redundancy(model: str, dataset: str = "ud_pos", n: int = 5000,
+                       thresholds: Sequence[float] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
+                       chunk_rows: int = 4096, device: str | None = None,
+                       progress: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Layer CKA table and % redundant vs threshold for ALL neurons of ``model``.
+
+    Features of every layer (first ``n`` words of ``dataset``'s train split) are read from the
+    cache layer by layer in chunks of ``chunk_rows`` rows; returns (similarity, curve), both
+    with provenance columns."""
+    from . import features
+    feats = features(model, dataset, "train", layer="all", n=n, device=device, progress=progress)
+    layers = [feats[k].X for k in sorted(feats)]
+    meta = feats[0].meta
+    prov = {"model": model, "weights": meta.get("weights"), "dataset": dataset,
+            "rows": len(layers[0]), "neurons_total": sum(X.shape[1] for X in layers)}
+    sim = layer_similarity(layers).assign(**prov)
+    Z = correlation_linkage(neuron_correlation(layer_chunks(layers, chunk_rows), device))
+    return sim, redundancy_curve(Z, thresholds).assign(**prov)
+
+
+def paper_vs_run(general: pd.DataFrame, summary: pd.DataFrame, threshold: float = 0.3,
+                 delta=(1, 1)) -> pd.DataFrame:
+    """The paper's claims next to this run's measurements (one row per claim and model).
+
+    general: :func:`redundancy_curve` rows of every model; summary: task summaries."""
+    rows = []
+    for model, g in general.groupby("model"):
+        at = g.iloc[(g.threshold - threshold).abs().argmin()]
+        rows.append({"claim": f"% neurons redundant overall (c={threshold})", "model": model,
+                     "paper": PAPER_CLAIMS["general_pct_redundant"],
+                     "this run": round(float(at.pct_redundant), 1)})
+    s = summary[(summary.delta_layer == delta[0]) & (summary.delta_neuron == delta[1])]
+    for model, g in s.groupby("model"):
+        rows.append({"claim": f"% neurons removable per task (min over tasks, δ={delta})",
+                     "model": model, "paper": PAPER_CLAIMS["task_pct_removable"],
+                     "this run": round(float(g.pct_removable.min()), 1)})
+        rows.append({"claim": f"% of oracle accuracy kept (mean over tasks, δ={delta})",
+                     "model": model, "paper": PAPER_CLAIMS["pct_of_oracle"],
+                     "this run": round(float(g.pct_of_oracle.mean()), 1)})
+        rows.append({"claim": "% of neurons used (max over tasks)", "model": model,
+                     "paper": PAPER_CLAIMS["pct_neurons_at_97"],
+                     "this run": round(float(g.minimal_pct.max()), 2)})
+    return pd.DataFrame(rows)

