@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import queue
 import threading
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
@@ -245,52 +246,47 @@ def _extract_vision(backbone: Backbone, data: Data, specs: dict, base: dict, bat
                                                        if o.ndim == 4 else o.float()))
         for lay in layers if lay != "penultimate"]
     n_rows = len(data) * max(views, 1)
-    writers = {lay: STORE.writer(hash_key(spec), {"spec": spec}) for lay, spec in specs.items()}
     try:
-        outs = {}
-        for lay, w in writers.items():
-            w.__enter__()
-        bar = tqdm(total=n_rows, desc=f"{backbone.name} | {data.name}/{data.split}",
-                   disable=not progress, unit="img")
-        row = 0
-        amp = torch.autocast("cuda", dtype=torch.float16) if device.startswith("cuda") else \
-            _nullcontext()
-        with torch.inference_mode(), amp:
-            for batch in _prefetch(image_batches(data, prep, batch_size, views)):
-                x = (torch.from_numpy(batch).to(device, non_blocking=True).float() - mean) / std
-                pooled = model.forward_head(model.forward_features(x), pre_logits=True)
-                captured["penultimate"] = pooled.float()
-                for lay in layers:
-                    feat = captured[lay].cpu().numpy()
-                    if lay not in outs:
-                        shape = (len(data), views, feat.shape[1]) if views else (n_rows, feat.shape[1])
-                        outs[lay] = writers[lay].empty("X", shape)
-                    flat = outs[lay].reshape(n_rows, -1)
-                    flat[row:row + len(feat)] = feat
-                row += len(batch)
-                bar.update(len(batch))
-        bar.close()
-        for lay, w in writers.items():
-            outs[lay].flush()
-            del outs[lay]
-            w.put("y", data.labels)
-            w.__exit__(None, None, None)
-    except BaseException as err:
-        for w in writers.values():
-            if hasattr(w, "tmp"):
-                w.__exit__(type(err), err, None)
-        raise
+        with ExitStack() as entries:   # every entry commits together, or none does
+            writers = {lay: entries.enter_context(STORE.writer(hash_key(spec), {"spec": spec}))
+                       for lay, spec in specs.items()}
+            outs = {}
+            bar = tqdm(total=n_rows, desc=f"{backbone.name} | {data.name}/{data.split}",
+                       disable=not progress, unit="img")
+            row = 0
+            with torch.inference_mode(), _autocast(device):
+                for batch in _prefetch(image_batches(data, prep, batch_size, views)):
+                    x = (torch.from_numpy(batch).to(device, non_blocking=True).float() - mean) / std
+                    pooled = model.forward_head(model.forward_features(x), pre_logits=True)
+                    captured["penultimate"] = pooled.float()
+                    for lay in layers:
+                        feat = captured[lay].cpu().numpy()
+                        if lay not in outs:
+                            shape = (len(data), views, feat.shape[1]) if views else \
+                                (n_rows, feat.shape[1])
+                            outs[lay] = writers[lay].empty("X", shape)
+                        outs[lay].reshape(n_rows, -1)[row:row + len(feat)] = feat
+                    row += len(batch)
+                    bar.update(len(batch))
+            bar.close()
+            _finish(writers, outs, data.labels)
     finally:
         for h in hooks:
             h.remove()
 
 
-class _nullcontext:
-    def __enter__(self):
-        return self
+def _autocast(device: str):
+    """fp16 autocast on CUDA, nothing on CPU."""
+    import torch
+    return torch.autocast("cuda", dtype=torch.float16) if device.startswith("cuda") else \
+        nullcontext()
 
-    def __exit__(self, *a):
-        return False
+
+def _finish(writers: dict, arrays: dict, labels: np.ndarray) -> None:
+    """Flush each entry's memory-mapped X and add the labels before the entries commit."""
+    for key, w in writers.items():
+        arrays.pop(key).flush()
+        w.put("y", labels)
 
 
 # --------------------------------------------------------------------------- text
@@ -333,19 +329,15 @@ def _extract_text(backbone: Backbone, data: Data, base: dict, batch_size, device
     offsets = np.concatenate([[0], np.cumsum([len(w) for w in data.items])]) if tokens else None
     poolings = ("last",) if tokens else SENTENCE_POOLINGS
     L, D = backbone.num_layers, backbone.feature_dim
-    writers = {(lay, p): STORE.writer(hash_key({**base, "layer": lay, "pooling": p}),
-                                      {"spec": {**base, "layer": lay, "pooling": p}})
-               for lay in range(L + 1) for p in poolings}
-    try:
-        arrays = {}
-        for key, w in writers.items():
-            w.__enter__()
-            arrays[key] = w.empty("X", (n_rows, D))
+    specs = {(lay, p): {**base, "layer": lay, "pooling": p}
+             for lay in range(L + 1) for p in poolings}
+    with ExitStack() as entries:       # every entry commits together, or none does
+        writers = {key: entries.enter_context(STORE.writer(hash_key(spec), {"spec": spec}))
+                   for key, spec in specs.items()}
+        arrays = {key: w.empty("X", (n_rows, D)) for key, w in writers.items()}
         bar = tqdm(total=len(data), desc=f"{backbone.name} | {data.name}/{data.split}",
                    disable=not progress, unit="seq")
-        amp = torch.autocast("cuda", dtype=torch.float16) if device.startswith("cuda") else \
-            _nullcontext()
-        with torch.inference_mode(), amp:
+        with torch.inference_mode(), _autocast(device):
             for start in range(0, len(order), batch_size):
                 idx = order[start:start + batch_size]
                 enc = _encode(tok, data, idx, max_length)
@@ -365,13 +357,4 @@ def _extract_text(backbone: Backbone, data: Data, base: dict, batch_size, device
                         arrays[(lay, "mean")][idx] = ((h * mask).sum(1) / mask.sum(1)).cpu().numpy()
                 bar.update(len(idx))
         bar.close()
-        for key, w in writers.items():
-            arrays[key].flush()
-            del arrays[key]
-            w.put("y", data.labels)
-            w.__exit__(None, None, None)
-    except BaseException as err:
-        for w in writers.values():
-            if hasattr(w, "tmp"):
-                w.__exit__(type(err), err, None)
-        raise
+        _finish(writers, arrays, data.labels)

@@ -39,22 +39,31 @@ def fit_logreg(Z, y, n_classes: int, C: float = 1.0, max_iter: int = 500,
     b = torch.zeros(B, 1, n_classes, device=Z.device, dtype=Z.dtype, requires_grad=True)
     target = y.view(1, N).expand(B, N).reshape(-1)
     reg = 0.5 / (C * N)
-    opt = torch.optim.LBFGS([W, b], lr=1, max_iter=max_iter, history_size=20,
+
+    def loss():
+        logits = torch.baddbmm(b, Z, W)                       # (B, N, C)
+        return torch.nn.functional.cross_entropy(logits.reshape(-1, n_classes), target,
+                                                 reduction="sum") / N + reg * (W * W).sum()
+
+    _minimize(loss, [W, b], max_iter, tol)
+    return W.detach(), b.detach().view(B, n_classes)
+
+
+def _minimize(loss, params: list, max_iter: int, tol: float) -> None:
+    """Full-batch L-BFGS with a strong-Wolfe line search on ``loss()`` (a closure)."""
+    torch = _torch()
+    opt = torch.optim.LBFGS(params, lr=1, max_iter=max_iter, history_size=20,
                             tolerance_grad=tol / 10, tolerance_change=tol * 1e-4,
                             line_search_fn="strong_wolfe")
 
     def closure():
         opt.zero_grad(set_to_none=True)
-        logits = torch.baddbmm(b, Z, W)                       # (B, N, C)
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, n_classes), target,
-                                                 reduction="sum") / N
-        loss = loss + reg * (W * W).sum()
-        loss.backward()
-        return loss
+        value = loss()
+        value.backward()
+        return value
 
     with torch.enable_grad():
         opt.step(closure)
-    return W.detach(), b.detach().view(B, n_classes)
 
 
 def fit_logreg_masked(X, y, masks, n_classes: int, C: float = 1.0, max_iter: int = 500,
@@ -74,22 +83,14 @@ def fit_logreg_masked(X, y, masks, n_classes: int, C: float = 1.0, max_iter: int
     b = torch.zeros(B, n_classes, device=X.device, dtype=X.dtype, requires_grad=True)
     target = y.view(N, 1).expand(N, B).reshape(-1)
     reg = 0.5 / (C * N)
-    opt = torch.optim.LBFGS([W, b], lr=1, max_iter=max_iter, history_size=20,
-                            tolerance_grad=tol / 10, tolerance_change=tol * 1e-4,
-                            line_search_fn="strong_wolfe")
 
-    def closure():
-        opt.zero_grad(set_to_none=True)
+    def loss():
         Wm = W * M
         logits = (X @ Wm.reshape(D, B * n_classes)).view(N, B, n_classes) + b
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, n_classes), target,
-                                                 reduction="sum") / N
-        loss = loss + reg * (Wm * Wm).sum()
-        loss.backward()
-        return loss
+        return torch.nn.functional.cross_entropy(logits.reshape(-1, n_classes), target,
+                                                 reduction="sum") / N + reg * (Wm * Wm).sum()
 
-    with torch.enable_grad():
-        opt.step(closure)
+    _minimize(loss, [W, b], max_iter, tol)
     return (W * M).detach().permute(1, 0, 2), b.detach()
 
 
