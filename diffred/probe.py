@@ -105,6 +105,19 @@ def _standardize(Ztr, Zte):
     return (Ztr - mu) / sd, (Zte - mu) / sd
 
 
+def _width_groups(widths: np.ndarray, max_probes: int, spread: int = 8) -> list[np.ndarray]:
+    """Probes sorted by width, cut into groups of at most ``max_probes`` whose widths stay
+    within a factor ``spread`` — so narrow probes never pay for the full layer's width."""
+    order = np.argsort(widths, kind="stable")
+    groups, current = [], []
+    for i in order:
+        if current and (len(current) == max_probes or widths[i] > spread * widths[current[0]]):
+            groups.append(np.array(current))
+            current = []
+        current.append(i)
+    return groups + [np.array(current)] if current else groups
+
+
 def probe_accuracy(X_train, y_train, X_test, y_test, *, columns=None, projections=None,
                    C: float = 1.0, max_iter: int = 500, standardize: bool = True,
                    device: str | None = None, max_batch_bytes: float = 2e9,
@@ -112,7 +125,8 @@ def probe_accuracy(X_train, y_train, X_test, y_test, *, columns=None, projection
     """Test accuracy of probes on column subsets or projections of the same features.
 
     X_train: (N, D), X_test: (M, D); columns: list of B index arrays (subset widths may
-    differ) — fitted together, ``max_probes`` at a time, by :func:`fit_logreg_masked`;
+    differ) — fitted together by :func:`fit_logreg_masked` in groups of similar width
+    (``max_probes`` at most) on the union of the group's columns;
     projections: list of B (D, k_b) matrices — those of equal width fitted together by
     :func:`fit_logreg` in chunks of at most ``max_batch_bytes``; neither: one probe on all of X.
     """
@@ -128,8 +142,7 @@ def probe_accuracy(X_train, y_train, X_test, y_test, *, columns=None, projection
         columns = [np.arange(Xtr.shape[1])]
     if columns is not None:
         widths = np.array([len(c) for c in columns])
-        groups = [np.arange(start, min(start + max_probes, len(columns)))
-                  for start in range(0, len(columns), max_probes)]
+        groups = _width_groups(widths, max_probes)
     else:
         widths = np.array([np.shape(P)[1] for P in projections])
         groups = []
@@ -143,11 +156,14 @@ def probe_accuracy(X_train, y_train, X_test, y_test, *, columns=None, projection
     per_class = np.zeros((len(widths), n_classes))
     for idx in groups:
         if columns is not None:
-            masks = torch.zeros(len(idx), Xtr.shape[1], dtype=torch.bool, device=device)
+            # only the union of the group's columns enters the shared matrix product
+            union = np.unique(np.concatenate([np.asarray(columns[i]) for i in idx]))
+            masks = torch.zeros(len(idx), len(union), dtype=torch.bool, device=device)
             for row, i in enumerate(idx):
-                masks[row, torch.as_tensor(np.asarray(columns[i]), device=device)] = True
-            W, b = fit_logreg_masked(Xtr, ytr, masks, n_classes, C=C, max_iter=max_iter)
-            logits = torch.einsum("md,bdc->bmc", Xte, W) + b.unsqueeze(1)      # (B, M, C)
+                masks[row, torch.as_tensor(np.searchsorted(union, columns[i]), device=device)] = True
+            cols = torch.as_tensor(union, device=device)
+            W, b = fit_logreg_masked(Xtr[:, cols], ytr, masks, n_classes, C=C, max_iter=max_iter)
+            logits = torch.einsum("md,bdc->bmc", Xte[:, cols], W) + b.unsqueeze(1)  # (B, M, C)
         else:
             P = torch.as_tensor(np.stack([np.asarray(projections[i], np.float32)
                                           for i in idx]), device=device)   # (B, D, k)
