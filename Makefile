@@ -8,7 +8,7 @@ export DIFFRED_DATA ?= $(abspath ../shared/data)
 export HF_HUB_OFFLINE ?= 1
 export PYTHONUNBUFFERED = 1
 
-.PHONY: install sysdeps test book bench clean-cache clean
+.PHONY: install sysdeps test book book-quick bench clean-cache clean
 
 install: $(STAMP)
 
@@ -37,9 +37,15 @@ book: install sysdeps
 	$(BIN)/jupyter-book build .   # a failing cell fails the build (_config.yml)
 	@test -f _build/html/index.html && echo "book: _build/html/index.html"
 
+# The whole book at smoke-test scale (every chapter with quick=True), in minutes.
+book-quick: install sysdeps
+	$(BIN)/diffred book -p quick True
+
 bench: install
 	$(BIN)/python benchmarks/probes.py
 	$(BIN)/python benchmarks/extract.py
+	$(BIN)/python benchmarks/fewshot.py
+	$(BIN)/python benchmarks/correlation_clustering.py
 
 clean-cache:
 	rm -rf data/cache

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -107,6 +108,38 @@ def run_chapter(chapter: str, params: dict | None = None, output: Path | None = 
     return output
 
 
+def build_book(params: dict | None = None, output: Path | None = None,
+               progress: bool = False) -> Path:
+    """Execute every chapter with papermill (same ``params`` for all, each chapter taking the
+    ones it knows) and build the site from those executed notebooks, without re-executing.
+
+    ``diffred book -p quick True`` gives the whole book at smoke-test scale in minutes;
+    ``diffred book -p device cuda`` builds it from GPU runs.  Returns the site's index.html.
+    """
+    import shutil
+    import subprocess
+    import yaml
+    output = Path(output or PROJECT_DIR / "_build" / "papermill").resolve()
+    os.environ["DIFFRED_RESULTS"] = str(output / "results")   # keep data/results for `make book`
+    source = output / "src"
+    if source.exists():
+        shutil.rmtree(source)
+    (source / "chapters").mkdir(parents=True)
+    for stem, path in chapters().items():
+        known = chapter_parameters(path)
+        mine = {k: v for k, v in (params or {}).items() if k in known}
+        run_chapter(stem, mine, source / "chapters" / f"{stem}.ipynb", progress=progress)
+    config = yaml.safe_load((PROJECT_DIR / "_config.yml").read_text())
+    config.setdefault("execute", {})["execute_notebooks"] = "off"
+    (source / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    for name in ("_toc.yml", "intro.md"):
+        shutil.copy(PROJECT_DIR / name, source / name)
+    jb = Path(sys.executable).parent / "jupyter-book"
+    subprocess.run([str(jb), "build", str(source), "--path-output", str(output)], check=True,
+                   cwd=str(PROJECT_DIR))
+    return output / "_build" / "html" / "index.html"
+
+
 # --------------------------------------------------------------------------- main
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="diffred", description=__doc__.splitlines()[0])
@@ -117,6 +150,10 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
                    metavar=("NAME", "VALUE"), help="override a parameter (repeatable)")
     r.add_argument("-o", "--output", type=Path, help="executed notebook (default ./<chapter>.out.ipynb)")
+    b = sub.add_parser("book", help="run every chapter with papermill, then build the site")
+    b.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
+                   metavar=("NAME", "VALUE"), help="parameter for every chapter that has it")
+    b.add_argument("-o", "--output", type=Path, help="folder (default _build/papermill)")
     sub.add_parser("chapters", help="list chapters and their parameters")
     e = sub.add_parser("extract", help="extract (and cache) features")
     e.add_argument("model")
@@ -142,6 +179,13 @@ def main(argv=None) -> int:
         elif args.command == "run":
             out = run_chapter(args.chapter, dict(args.parameter), args.output, progress=True)
             print(f"wrote {out}")
+        elif args.command == "book":
+            known = {k for path in chapters().values() for k in chapter_parameters(path)}
+            for name, _ in args.parameter:
+                if name not in known:
+                    raise DiffredError(f"unknown parameter {name!r}; valid choices: "
+                                       f"{', '.join(sorted(known))}")
+            print(f"wrote {build_book(dict(args.parameter), args.output, progress=True)}")
         elif args.command == "extract":
             from .extract import features
             layer = int(args.layer) if args.layer.isdigit() else args.layer
