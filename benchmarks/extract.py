@@ -32,19 +32,22 @@ def main():
     model = backbone.module.to(device)
     R, B = args.resolution, args.batch_size
 
-    x = torch.randn(B, 3, R, R, device=device)
-    with torch.inference_mode():                        # warm-up both paths
-        model.forward_head(model.forward_features(x), pre_logits=True)
     batches = [torch.randn(B, 3, R, R, device=device) for _ in range(-(-args.n // B))]
-    if device == "cuda":
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    with torch.inference_mode():
-        for xb in batches:
-            model.forward_head(model.forward_features(xb), pre_logits=True)
-    if device == "cuda":
-        torch.cuda.synchronize()
-    bare = len(batches) * B / (time.perf_counter() - t0)
+
+    def bare_forward() -> float:
+        """images/s of the model alone on preloaded tensors."""
+        if device == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            for xb in batches:
+                model.forward_head(model.forward_features(xb), pre_logits=True)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        return len(batches) * B / (time.perf_counter() - t0)
+
+    bare_forward()                                         # warm-up
+    bare = max(bare_forward(), bare_forward())             # best of two: the fairest baseline
 
     with tempfile.TemporaryDirectory() as tmp:
         ex.STORE = ArrayStore("features", root=Path(tmp))   # cold cache, same code path
