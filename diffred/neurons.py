@@ -63,7 +63,20 @@ def layer_chunks(layers: Sequence[np.ndarray], chunk_rows: int = 4096,
     for start in range(0, len(index), chunk_rows):
         sel = index[start:start + chunk_rows]
         sl = slice(sel[0], sel[-1] + 1) if len(sel) and sel[-1] - sel[0] + 1 == len(sel) else sel
-        yield np.concatenate([np.asarray(X[sl], dtype=np.float32) for X in layers], axis=1)
+        yield np.concatenate([_read_rows(X, sl) for X in layers], axis=1)
+
+
+def _read_rows(X: np.ndarray, rows) -> np.ndarray:
+    """Rows of X as float32.  A memory-mapped X is read with a plain file read for a row range,
+    so the pages do not stay mapped into (and counted in) the process's memory."""
+    if isinstance(X, np.memmap) and isinstance(rows, slice) and X.base is not None \
+            and X.flags.c_contiguous and getattr(X, "filename", None):
+        width = int(np.prod(X.shape[1:]))
+        with open(X.filename, "rb") as f:
+            f.seek(X.offset + rows.start * width * X.itemsize)
+            out = np.fromfile(f, dtype=X.dtype, count=(rows.stop - rows.start) * width)
+        return out.reshape(-1, *X.shape[1:]).astype(np.float32, copy=False)
+    return np.asarray(X[rows], dtype=np.float32)
 
 
 class StreamingCorrelation:

@@ -27,7 +27,7 @@ def _torch():
 
 
 def fit_logreg(Z, y, n_classes: int, C: float = 1.0, max_iter: int = 500,
-               tol: float = 1e-5):
+               tol: float = 1e-4):
     """Fit B multinomial logistic regressions jointly.
 
     Z: (B, N, k) float tensor; y: (N,) int64 tensor (shared labels).
@@ -50,10 +50,14 @@ def fit_logreg(Z, y, n_classes: int, C: float = 1.0, max_iter: int = 500,
 
 
 def _minimize(loss, params: list, max_iter: int, tol: float) -> None:
-    """Full-batch L-BFGS with a strong-Wolfe line search on ``loss()`` (a closure)."""
+    """Full-batch L-BFGS with a strong-Wolfe line search on ``loss()`` (a closure).
+
+    Stops, as scikit-learn's lbfgs does, when the largest gradient entry is below ``tol``
+    (the loss is a sum of independent problems, so that is every problem's own criterion),
+    or after ``max_iter`` iterations."""
     torch = _torch()
     opt = torch.optim.LBFGS(params, lr=1, max_iter=max_iter, history_size=20,
-                            tolerance_grad=tol / 10, tolerance_change=tol * 1e-4,
+                            tolerance_grad=tol, tolerance_change=1e-12,
                             line_search_fn="strong_wolfe")
 
     def closure():
@@ -67,7 +71,7 @@ def _minimize(loss, params: list, max_iter: int, tol: float) -> None:
 
 
 def fit_logreg_masked(X, y, masks, n_classes: int, C: float = 1.0, max_iter: int = 500,
-                      tol: float = 1e-5):
+                      tol: float = 1e-4):
     """Fit B multinomial logistic regressions on B column subsets of the same X jointly.
 
     X: (N, D) float tensor; y: (N,) int64; masks: (B, D) bool — probe b sees the columns where
