@@ -102,14 +102,13 @@ def find_file(relative: str, dataset: str) -> Path:
 
 def _seeded_split(labels: np.ndarray, split: str, frac_held: float, held_name: str,
                   rest_name: str, seed: int = 0) -> np.ndarray:
-    """Indices of a seeded stratified split of an unsplit dataset."""
+    """Indices of a seeded stratified split of an unsplit dataset: ``frac_held`` of each
+    class goes to ``held_name``, the rest to ``rest_name``."""
     rng = np.random.default_rng(seed)
-    held = []
+    held = np.zeros(len(labels), dtype=bool)
     for c in np.unique(labels):
-        idx = np.flatnonzero(labels == c)
-        rng.shuffle(idx)
-        held.extend(idx[: int(round(frac_held * len(idx)))])
-    held = np.zeros(len(labels), bool) | np.isin(np.arange(len(labels)), held)
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        held[idx[: int(round(frac_held * len(idx)))]] = True
     return np.flatnonzero(held if split == held_name else ~held)
 
 

@@ -140,22 +140,18 @@ def _text_layers(model, layers):
 def text_num_layers(model: str) -> int:
     """Number of transformer blocks L (hidden states are 0..L)."""
     from .models import MODELS
-    known = {"minilm_l6": 6, "mpnet_base": 12}
-    if model in known and model in MODELS:
-        return known[model]
+    if model in MODELS:
+        return MODELS[model].inputs["num_layers"]
     return load_model(model).num_layers
 
 
 # --------------------------------------------------------------------------- vision
 def _vision_preprocess(model, data, resolution, backbone):
+    """Input size and normalisation, from the registry (no weights loaded) or the backbone."""
     if backbone is None:
-        from .models import LITE_RESOLUTION
-        defaults = {"efficientnet_lite0": (224, (0.5,) * 3, (0.5,) * 3),
-                    "efficientnet_lite1": (240, (0.5,) * 3, (0.5,) * 3),
-                    "efficientnet_lite2": (260, (0.5,) * 3, (0.5,) * 3),
-                    "resnet152_resmem": (224, (0.0,) * 3, (1.0,) * 3)}
-        res, mean, std = defaults[model]
-        crop_pct = 0.875
+        from .models import MODELS
+        inputs = MODELS[model].inputs
+        res, mean, std, crop_pct = inputs["resolution"], inputs["mean"], inputs["std"], 0.875
     else:
         res, mean, std, crop_pct = backbone.resolution, backbone.mean, backbone.std, backbone.crop_pct
     return {"resolution": int(resolution or res), "mean": list(mean), "std": list(std),

