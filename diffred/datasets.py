@@ -283,10 +283,11 @@ def _token_task(name, files: dict, read_sentences, tag_set: list[str] | None, de
             # last 10% of the training sentences form dev, keeping file order
             cut = int(round(0.9 * len(sents)))
             sents = sents[:cut] if split == "train" else sents[cut:]
-        classes = tag_set or sorted({t for _, tags in sents for t in tags})
-        if tag_set is None:  # stable tag inventory: from the train file
-            train = read_sentences(find_file(f"text/{files['folder']}/{files['train']}", name))
-            classes = sorted({t for _, tags in train for t in tags} | set(classes))
+        # one tag inventory for every split (a tag seen only in test must not shift indices)
+        classes = tag_set or sorted({t for f in {files[k] for k in SPLITS if k in files}
+                                     for _, tags in read_sentences(
+                                         find_file(f"text/{files['folder']}/{f}", name))
+                                     for t in tags})
         items = [words for words, _ in sents]
         labels = [np.array([classes.index(t) for t in tags]) for _, tags in sents]
         ids = [f"{fname}:{i}" for i in range(len(items))]

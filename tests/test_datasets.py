@@ -59,3 +59,10 @@ def test_missing_dataset_says_where_it_looked(tmp_path, monkeypatch):
 def test_bad_arguments_name_the_valid_choices(kwargs, match):
     with pytest.raises(ValueError, match=match):
         load_dataset(**kwargs)
+
+
+def test_token_tag_inventory_is_the_same_for_every_split():
+    """CoNLL-2000's test file has a tag (I-LST) that its train file lacks."""
+    splits = [load_dataset("conll2000_chunk", s, n=10) for s in ("train", "dev", "test")]
+    assert splits[0].classes == splits[1].classes == splits[2].classes
+    assert "I-LST" in splits[0].classes
