@@ -33,7 +33,6 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default=None)
     args = ap.parse_args(argv)
 
-    import numpy as np
     import torch
 
     import diffred

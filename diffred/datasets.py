@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import gzip
 import hashlib
-import io
 import zipfile
 from dataclasses import dataclass, field
 from functools import lru_cache

@@ -206,7 +206,6 @@ class LinearProbe:
         return self
 
     def decision_function(self, X) -> np.ndarray:
-        torch = _torch()
         X = _tensor(X, self.coef_.device)
         return (((X - self.mean_) / self.scale_) @ self.coef_ + self.intercept_).cpu().numpy()
 

@@ -7,7 +7,7 @@ import torch
 from sklearn.linear_model import LogisticRegression
 
 from diffred import fewshot
-from diffred.fewshot import (Episodes, episode_accuracy, gather_episodes, importance,
+from diffred.fewshot import (episode_accuracy, gather_episodes, importance,
                              reduce_to_span, sample_episodes, two_way_importance)
 
 
