@@ -36,6 +36,7 @@ def main():
     print(f"features: train {tr.X.shape}, test {te.X.shape}; {len(columns)} probes, C={args.C}")
     Xtr, Xte = np.asarray(tr.X), np.asarray(te.X)
 
+    diffred.probe_accuracy(Xtr[:500], tr.y[:500], Xte, te.y, columns=columns[:5])  # warm-up
     t0 = time.perf_counter()
     batched = diffred.probe_accuracy(Xtr, tr.y, Xte, te.y, columns=columns, C=args.C)
     t_batched = time.perf_counter() - t0

@@ -5,6 +5,15 @@ features — as a single torch problem (CPU or GPU).  The objective is scikit-le
 ``LogisticRegression(C)``: ``C * sum_i CE(x_i W + b, y_i) + ||W||^2 / 2`` (intercept not
 penalised), on features standardised with the training mean / std (``standardize=True``;
 compare against ``make_pipeline(StandardScaler(), LogisticRegression(C))``).
+
+The solver is a batched L-BFGS: every probe keeps its own curvature history, step length
+and stopping test (scikit-learn's: largest gradient entry ≤ ``tol``), so a probe that has
+converged stops costing anything while the others go on.  Where it pays, each probe
+is solved in whitened coordinates ``W = L⁻ᵀ V`` with ``L Lᵀ`` the Cholesky factor of its
+(regularised) feature covariance, which removes the correlation between features that
+otherwise makes L-BFGS crawl; the objective is unchanged.  Its optimum is too: only where
+scikit-learn's tolerance leaves the weights loose (flat directions of a weakly regularised
+problem) do the two paths stop at slightly different points.
 """
 from __future__ import annotations
 
@@ -26,76 +35,231 @@ def _torch():
     return torch
 
 
+# ============================================================================ feature views
+# A "views" object serves the data term of B probes.  Weights are W (b, k, K); logits and
+# their gradient G are kept class-major, (b, K, N), so both big products are plain GEMMs.
+class _OwnFeatures:
+    """B probes, each on its own features Z (B, N, k)."""
+
+    def __init__(self, Z):
+        self.Z = Z
+
+    def __len__(self):
+        return self.Z.shape[0]
+
+    def select(self, rows):
+        return _OwnFeatures(self.Z[rows])
+
+    def logits(self, W):
+        """W (b, k, K) -> logits (b, K, N)."""
+        return _torch().bmm(W.mT, self.Z.mT)
+
+    def grad(self, G):
+        """G (b, K, N) -> Zᵀ G (b, k, K)."""
+        return _torch().bmm(G, self.Z).mT
+
+    def covariance(self, rows):
+        """(b, k, k) second moment of the (standardised) features over the given rows."""
+        Zs = self.Z[:, rows]
+        return list(_torch().bmm(Zs.mT, Zs) / len(rows))
+
+
+class _SharedColumns:
+    """B probes on column subsets of one matrix: X (N, U), masks (B, U) bool.
+
+    Probe b's weights live in all U rows but are zero outside its mask, so every probe is
+    served by one (B*K, U) x (U, N) product — far faster than B thin products."""
+
+    def __init__(self, X, masks):
+        self.X, self.masks = X, masks
+
+    def __len__(self):
+        return self.masks.shape[0]
+
+    def select(self, rows):
+        return _SharedColumns(self.X, self.masks[rows])
+
+    def logits(self, W):
+        b, U, K = W.shape
+        return (W.mT.reshape(b * K, U) @ self.X.T).view(b, K, -1)
+
+    def grad(self, G):
+        b, K, N = G.shape
+        return (G.reshape(b * K, N) @ self.X).view(b, K, -1).mT * self.masks.unsqueeze(2)
+
+    def covariance(self, rows):
+        """Each probe's (k_b, k_b) covariance block, as a list."""
+        Xs = self.X[rows]
+        S = Xs.T @ Xs / len(rows)
+        cols = [torch_nonzero(m) for m in self.masks]
+        return [S[c][:, c] for c in cols]
+
+
+def torch_nonzero(mask):
+    return _torch().nonzero(mask).squeeze(1)
+
+
+def _whitening(views, n_classes: int, C: float, n: int, seed: int = 0):
+    """Per-probe Cholesky factor L (b, k, k) of Σ + λI (Σ: feature covariance on at most
+    max(2048, 4k) rows, λ = K / (C N): the regulariser's share of the Hessian at W = 0).
+    Solving in V = Lᵀ W makes the Hessian close to a multiple of the identity.  Column
+    subsets get their factor embedded in the union's coordinates (identity elsewhere)."""
+    torch = _torch()
+    X = views.Z if isinstance(views, _OwnFeatures) else views.X
+    k = X.shape[-1]
+    g = torch.Generator().manual_seed(seed)
+    rows = torch.randperm(n, generator=g)[:max(4 * k, 2048)].to(X.device)
+    blocks = views.covariance(rows)
+    L = torch.eye(k, device=X.device, dtype=X.dtype).repeat(len(blocks), 1, 1)
+    for i, S in enumerate(blocks):
+        S.diagonal().add_(n_classes / (C * n))
+        factor = torch.linalg.cholesky(S)
+        if isinstance(views, _SharedColumns):
+            c = torch_nonzero(views.masks[i])
+            L[i, c.unsqueeze(1), c.unsqueeze(0)] = factor
+        else:
+            L[i] = factor
+    return L
+
+
+# ============================================================================ solver
+def _objective(views, L, y_onehot, x, reg: float):
+    """Loss (b,) float64, gradient wrt x (b, n), and largest |gradient| wrt (W, b) (b,).
+
+    x (b, k*K + K) holds each probe's whitened weights V (k, K), W = L⁻ᵀ V, and its
+    intercept (K,); y_onehot (K, N)."""
+    torch = _torch()
+    K, N = y_onehot.shape
+    b = x.shape[0]
+    V, c = x[:, :-K].view(b, -1, K), x[:, -K:]
+    W = V if L is None else torch.linalg.solve_triangular(L.mT, V, upper=True)
+    logp = torch.log_softmax(views.logits(W) + c.unsqueeze(2), dim=1)          # (b, K, N)
+    f = (-(logp * y_onehot).sum((1, 2), dtype=torch.float64) / N
+         + 0.5 * reg * (W * W).sum((1, 2), dtype=torch.float64))
+    G = (logp.exp_() - y_onehot) / N
+    gW = views.grad(G) + reg * W
+    gc = G.sum(2)
+    gV = gW if L is None else torch.linalg.solve_triangular(L, gW, upper=False)
+    worst = torch.maximum(gW.abs().amax((1, 2)), gc.abs().amax(1))
+    return f, torch.cat([gV.reshape(b, -1), gc], 1), worst
+
+
+def _two_loop(g, S, Y, rho, gamma, newest: int):
+    """L-BFGS direction -H g for b probes at once; S, Y (b, m, n), rho (b, m) (0 = empty)."""
+    m = S.shape[1]
+    order = [(newest - j) % m for j in range(m)]
+    q, alpha = g.clone(), {}
+    for i in order:
+        alpha[i] = rho[:, i] * (S[:, i] * q).sum(1)
+        q -= alpha[i].unsqueeze(1) * Y[:, i]
+    r = gamma.unsqueeze(1) * q
+    for i in reversed(order):
+        beta = rho[:, i] * (Y[:, i] * r).sum(1)
+        r += (alpha[i] - beta).unsqueeze(1) * S[:, i]
+    return -r
+
+
+def _lbfgs(views, y, n_classes: int, C: float, max_iter: int, tol: float,
+           precondition: bool, history: int = 10):
+    """Minimise every probe's objective; returns W (B, k, K), b (B, K), iterations (B,)."""
+    torch = _torch()
+    X = views.Z if isinstance(views, _OwnFeatures) else views.X
+    N, B = len(y), len(views)
+    reg = 1.0 / (C * N)
+    Y1 = torch.nn.functional.one_hot(y, n_classes).to(X.dtype).T.contiguous()
+    L = _whitening(views, n_classes, C, N) if precondition else None
+    n = X.shape[-1] * n_classes + n_classes
+    x = torch.zeros(B, n, device=X.device, dtype=X.dtype)
+    f, g, worst = _objective(views, L, Y1, x, reg)
+    S = torch.zeros(B, history, n, device=X.device, dtype=X.dtype)
+    Yh = torch.zeros_like(S)
+    rho = torch.zeros(B, history, device=X.device, dtype=X.dtype)
+    gamma = torch.ones(B, device=X.device, dtype=X.dtype)
+    done = worst <= tol
+    n_iter = torch.zeros(B, dtype=torch.long, device=X.device)
+    work, wviews, wL = torch.arange(B, device=X.device), views, L
+    for it in range(max_iter):
+        active = torch_nonzero(~done)
+        if len(active) == 0:
+            break
+        if len(active) <= 0.75 * len(work):               # shed converged probes
+            work, wviews = active, views.select(active)
+            wL = None if L is None else L[active]
+        live = ~done[work]
+        gw, xw, fw = g[work], x[work], f[work]
+        d = _two_loop(gw, S[work], Yh[work], rho[work], gamma[work], (it - 1) % history)
+        d[~live] = 0
+        t = torch.ones(len(work), device=X.device, dtype=X.dtype)
+        if it == 0:
+            t = (1 / gw.abs().sum(1)).clamp(max=1)
+        slope = (gw * d).sum(1).double()
+        f_new, g_new, worst_new = _objective(wviews, wL, Y1, xw + t.unsqueeze(1) * d, reg)
+        for _ in range(25):                              # backtracking (Armijo)
+            bad = live & (f_new > fw + 1e-4 * t.double() * slope)
+            if not bad.any():
+                break
+            rows = torch_nonzero(bad)
+            # safeguarded quadratic interpolation of the step
+            tb = t[rows].double()
+            tq = -slope[rows] * tb ** 2 / (2 * (f_new[rows] - fw[rows] - tb * slope[rows]))
+            t[rows] = torch.minimum(torch.maximum(tq.to(t.dtype), 0.1 * t[rows]), 0.5 * t[rows])
+            fb, gb, wb = _objective(wviews.select(rows), None if wL is None else wL[rows], Y1,
+                                    xw[rows] + t[rows].unsqueeze(1) * d[rows], reg)
+            f_new[rows], g_new[rows], worst_new[rows] = fb, gb, wb
+        failed = live & (f_new > fw + 1e-4 * t.double() * slope)
+        ok = live & ~failed
+        s = t.unsqueeze(1) * d
+        yv = g_new - gw
+        sy, yy = (s * yv).sum(1), (yv * yv).sum(1)
+        push = ok & (sy > 1e-10 * yy)
+        slot = it % history
+        keep = work[push]
+        S[keep, slot], Yh[keep, slot] = s[push], yv[push]
+        rho[work, slot] = torch.where(push, 1 / sy.clamp_min(1e-30), torch.zeros_like(sy))
+        gamma[keep] = (sy / yy)[push]
+        n_iter[work[live]] += 1
+        upd = work[ok]
+        x[upd], f[upd], g[upd] = xw[ok] + s[ok], f_new[ok], g_new[ok]
+        stalled = (fw - f_new).abs() <= 1e-12 * torch.maximum(f_new.abs(), torch.ones_like(f_new))
+        done[upd] = (worst_new <= tol)[ok] | stalled[ok]
+        done[work[failed]] = True                         # no descent left in float precision
+    V = x[:, :-n_classes].view(B, -1, n_classes)
+    W = V if L is None else torch.linalg.solve_triangular(L.mT, V, upper=True)
+    return W, x[:, -n_classes:], n_iter
+
+
+def _whitening_pays(width: int, n: int, n_classes: int) -> bool:
+    """For subsets of neurons: whitening costs ~ 5 k³ per probe and saves roughly half of
+    the ~ 4 N k K-flop passes; measured on 2 cores it pays unless k² > 24 N K (wide, few
+    samples: 1,280 neurons need ≥ 7k samples for 10 classes)."""
+    return width <= 4096 and width ** 2 <= 24 * n * n_classes
+
+
 def fit_logreg(Z, y, n_classes: int, C: float = 1.0, max_iter: int = 500,
-               tol: float = 1e-4):
-    """Fit B multinomial logistic regressions jointly.
+               tol: float = 1e-4, precondition: bool | None = None):
+    """Fit B multinomial logistic regressions, each on its own features, jointly.
 
-    Z: (B, N, k) float tensor; y: (N,) int64 tensor (shared labels).
-    Returns W (B, k, n_classes), b (B, n_classes).
-    """
-    torch = _torch()
-    B, N, k = Z.shape
-    W = torch.zeros(B, k, n_classes, device=Z.device, dtype=Z.dtype, requires_grad=True)
-    b = torch.zeros(B, 1, n_classes, device=Z.device, dtype=Z.dtype, requires_grad=True)
-    target = y.view(1, N).expand(B, N).reshape(-1)
-    reg = 0.5 / (C * N)
-
-    def loss():
-        logits = torch.baddbmm(b, Z, W)                       # (B, N, C)
-        return torch.nn.functional.cross_entropy(logits.reshape(-1, n_classes), target,
-                                                 reduction="sum") / N + reg * (W * W).sum()
-
-    _minimize(loss, [W, b], max_iter, tol)
-    return W.detach(), b.detach().view(B, n_classes)
-
-
-def _minimize(loss, params: list, max_iter: int, tol: float) -> None:
-    """Full-batch L-BFGS with a strong-Wolfe line search on ``loss()`` (a closure).
-
-    Stops, as scikit-learn's lbfgs does, when the largest gradient entry is below ``tol``
-    (the loss is a sum of independent problems, so that is every problem's own criterion),
-    or after ``max_iter`` iterations."""
-    torch = _torch()
-    opt = torch.optim.LBFGS(params, lr=1, max_iter=max_iter, history_size=20,
-                            tolerance_grad=tol, tolerance_change=1e-12,
-                            line_search_fn="strong_wolfe")
-
-    def closure():
-        opt.zero_grad(set_to_none=True)
-        value = loss()
-        value.backward()
-        return value
-
-    with torch.enable_grad():
-        opt.step(closure)
+    Z: (B, N, k) float tensor (standardised); y: (N,) int64 tensor (shared labels).
+    ``precondition`` (default: k ≤ 4096) solves in whitened coordinates — projections mix
+    every neuron, so their coordinates are strongly correlated (random-projection probes
+    converge ~ 4x faster whitened).
+    Returns W (B, k, n_classes), b (B, n_classes)."""
+    if precondition is None:
+        precondition = Z.shape[2] <= 4096
+    return _lbfgs(_OwnFeatures(Z), y, n_classes, C, max_iter, tol, precondition)[:2]
 
 
 def fit_logreg_masked(X, y, masks, n_classes: int, C: float = 1.0, max_iter: int = 500,
-                      tol: float = 1e-4):
+                      tol: float = 1e-4, precondition: bool | None = None):
     """Fit B multinomial logistic regressions on B column subsets of the same X jointly.
 
-    X: (N, D) float tensor; y: (N,) int64; masks: (B, D) bool — probe b sees the columns where
-    ``masks[b]`` is True.  All probes share one (N, D) x (D, B*C) matrix product per pass,
-    which on CPU and GPU is far faster than B separate thin products.
-    Returns W (B, D, n_classes) with zero rows outside each mask, b (B, n_classes).
-    """
-    torch = _torch()
-    N, D = X.shape
-    B = masks.shape[0]
-    M = masks.T.to(X.dtype).unsqueeze(-1)                         # (D, B, 1)
-    W = torch.zeros(D, B, n_classes, device=X.device, dtype=X.dtype, requires_grad=True)
-    b = torch.zeros(B, n_classes, device=X.device, dtype=X.dtype, requires_grad=True)
-    target = y.view(N, 1).expand(N, B).reshape(-1)
-    reg = 0.5 / (C * N)
-
-    def loss():
-        Wm = W * M
-        logits = (X @ Wm.reshape(D, B * n_classes)).view(N, B, n_classes) + b
-        return torch.nn.functional.cross_entropy(logits.reshape(-1, n_classes), target,
-                                                 reduction="sum") / N + reg * (Wm * Wm).sum()
-
-    _minimize(loss, [W, b], max_iter, tol)
-    return (W * M).detach().permute(1, 0, 2), b.detach()
+    X: (N, U) float tensor (standardised); y: (N,) int64; masks: (B, U) bool — probe b sees
+    the columns where ``masks[b]`` is True.
+    ``precondition`` defaults to :func:`_whitening_pays`.
+    Returns W (B, U, n_classes) with zero rows outside each mask, b (B, n_classes)."""
+    if precondition is None:
+        precondition = _whitening_pays(X.shape[1], X.shape[0], n_classes)
+    return _lbfgs(_SharedColumns(X, masks), y, n_classes, C, max_iter, tol, precondition)[:2]
 
 
 def _tensor(X, device):
@@ -146,7 +310,9 @@ def probe_accuracy(X_train, y_train, X_test, y_test, *, columns=None, projection
         columns = [np.arange(Xtr.shape[1])]
     if columns is not None:
         widths = np.array([len(c) for c in columns])
-        groups = _width_groups(widths, max_probes)
+        # whitening holds a (U, U) factor per probe: keep a group within max_batch_bytes / 2
+        per_probe = 4 * Xtr.shape[1] ** 2
+        groups = _width_groups(widths, max(1, min(max_probes, int(max_batch_bytes / 2 // per_probe))))
     else:
         widths = np.array([np.shape(P)[1] for P in projections])
         groups = []
@@ -200,8 +366,9 @@ class LinearProbe:
         yi = torch.as_tensor(np.searchsorted(self.classes_, y), device=dev)
         self.mean_ = X.mean(0) if self.standardize else torch.zeros(X.shape[1], device=dev)
         self.scale_ = X.std(0).clamp_min(1e-6) if self.standardize else torch.ones(X.shape[1], device=dev)
-        W, b = fit_logreg(((X - self.mean_) / self.scale_)[None], yi, len(self.classes_),
-                          C=self.C, max_iter=self.max_iter)
+        everything = torch.ones(1, X.shape[1], dtype=torch.bool, device=dev)
+        W, b = fit_logreg_masked((X - self.mean_) / self.scale_, yi, everything,
+                                 len(self.classes_), C=self.C, max_iter=self.max_iter)
         self.coef_, self.intercept_ = W[0], b[0]
         return self
 
