@@ -298,6 +298,18 @@ def probe_accuracy(X_train, y_train, X_test, y_test, *, columns=None, projection
     projections: list of B (D, k_b) matrices — those of equal width fitted together by
     :func:`fit_logreg` in chunks of at most ``max_batch_bytes``; neither: one probe on all of X.
     """
+    if columns is not None:                  # the same column set twice is fitted once
+        keys = [np.unique(np.asarray(c)).tobytes() for c in columns]
+        first: dict = {}
+        source = np.array([first.setdefault(key, i) for i, key in enumerate(keys)])
+        if len(first) < len(columns):
+            unique = np.unique(source)
+            res = probe_accuracy(X_train, y_train, X_test, y_test,
+                                 columns=[columns[i] for i in unique], C=C, max_iter=max_iter,
+                                 standardize=standardize, device=device,
+                                 max_batch_bytes=max_batch_bytes, max_probes=max_probes)
+            pos = np.searchsorted(unique, source)
+            return ProbeResult(res.accuracy[pos], res.per_class[pos], res.k[pos])
     torch = _torch()
     from .extract import default_device
     device = device or default_device()

@@ -40,6 +40,8 @@ def test_batched_subsets_equal_individual_fits(cifar):
     assert batched.per_class.shape == (4, 10)
     assert np.allclose(batched.per_class.mean(1), batched.accuracy, atol=1e-6)  # balanced test
     assert batched.accuracy[3] > batched.accuracy[0]
+    twice = probe_accuracy(Xtr, ytr, Xte, yte, columns=[cols[2], cols[2][::-1], cols[0]], C=0.05)
+    assert twice.accuracy[0] == twice.accuracy[1] == batched.accuracy[2]
 
 
 def test_projections_and_sklearn_style_probe(cifar):
