@@ -91,11 +91,12 @@ class _SharedColumns:
         """Each probe's (k_b, k_b) covariance block, as a list."""
         Xs = self.X[rows]
         S = Xs.T @ Xs / len(rows)
-        cols = [torch_nonzero(m) for m in self.masks]
+        cols = [_nonzero(m) for m in self.masks]
         return [S[c][:, c] for c in cols]
 
 
-def torch_nonzero(mask):
+def _nonzero(mask):
+    """Indices (n,) of the True entries of a 1-d bool tensor."""
     return _torch().nonzero(mask).squeeze(1)
 
 
@@ -115,7 +116,7 @@ def _whitening(views, n_classes: int, C: float, n: int, seed: int = 0):
         S.diagonal().add_(n_classes / (C * n))
         factor = torch.linalg.cholesky(S)
         if isinstance(views, _SharedColumns):
-            c = torch_nonzero(views.masks[i])
+            c = _nonzero(views.masks[i])
             L[i, c.unsqueeze(1), c.unsqueeze(0)] = factor
         else:
             L[i] = factor
@@ -179,7 +180,7 @@ def _lbfgs(views, y, n_classes: int, C: float, max_iter: int, tol: float,
     n_iter = torch.zeros(B, dtype=torch.long, device=X.device)
     work, wviews, wL = torch.arange(B, device=X.device), views, L
     for it in range(max_iter):
-        active = torch_nonzero(~done)
+        active = _nonzero(~done)
         if len(active) == 0:
             break
         if len(active) <= 0.75 * len(work):               # shed converged probes
@@ -198,7 +199,7 @@ def _lbfgs(views, y, n_classes: int, C: float, max_iter: int, tol: float,
             bad = live & (f_new > fw + 1e-4 * t.double() * slope)
             if not bad.any():
                 break
-            rows = torch_nonzero(bad)
+            rows = _nonzero(bad)
             # safeguarded quadratic interpolation of the step
             tb = t[rows].double()
             tq = -slope[rows] * tb ** 2 / (2 * (f_new[rows] - fw[rows] - tb * slope[rows]))
