@@ -113,8 +113,12 @@ def _whitening(views, n_classes: int, C: float, n: int, seed: int = 0):
     blocks = views.covariance(rows)
     L = torch.eye(k, device=X.device, dtype=X.dtype).repeat(len(blocks), 1, 1)
     for i, S in enumerate(blocks):
-        S.diagonal().add_(n_classes / (C * n))
-        factor = torch.linalg.cholesky(S)
+        ridge = n_classes / (C * n)
+        while True:          # near-singular in float32 (duplicate columns, huge C): more ridge
+            factor, info = torch.linalg.cholesky_ex(S + ridge * torch.eye(len(S), device=S.device))
+            if int(info) == 0:
+                break
+            ridge = max(10 * ridge, 1e-6 * float(S.diagonal().mean()))
         if isinstance(views, _SharedColumns):
             c = _nonzero(views.masks[i])
             L[i, c.unsqueeze(1), c.unsqueeze(0)] = factor

@@ -84,3 +84,13 @@ def test_batched_lbfgs_converges_each_probe_with_and_without_whitening(cifar):
         assert n_iter.max() < 1000
     # same optimum either way (objective equal to float32 precision)
     assert torch.allclose(results[False], results[True], rtol=1e-4)
+
+
+def test_whitening_survives_a_singular_covariance():
+    """Duplicate columns and a huge C make Σ + λI singular in float32: more ridge, no crash."""
+    import torch
+    from diffred.probe import _SharedColumns, _whitening
+    X = torch.randn(100, 10)
+    X = torch.cat([X, X[:, :3]], 1)
+    L = _whitening(_SharedColumns(X, torch.ones(2, 13, dtype=torch.bool)), 3, C=1e9, n=100)
+    assert torch.isfinite(L).all() and torch.all(L.diagonal(dim1=1, dim2=2) > 0)
