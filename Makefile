@@ -34,7 +34,9 @@ test: install sysdeps
 	$(BIN)/pytest -q
 
 book: install sysdeps
-	$(BIN)/jupyter-book build .   # a failing cell fails the build (_config.yml)
+	# --all: every chapter is re-executed (Sphinx would skip a page whose source is unchanged,
+	# even when diffred/ changed); features, sweeps and checkpoints still come from the cache.
+	$(BIN)/jupyter-book build --all .   # a failing cell fails the build (_config.yml)
 	@test -f _build/html/index.html && echo "book: _build/html/index.html"
 
 # The whole book at smoke-test scale (every chapter with quick=True), in minutes.
