@@ -44,6 +44,10 @@ class _OwnFeatures:
     def __init__(self, Z):
         self.Z = Z
 
+    @property
+    def data(self):
+        return self.Z
+
     def __len__(self):
         return self.Z.shape[0]
 
@@ -63,6 +67,10 @@ class _OwnFeatures:
         Zs = self.Z[:, rows]
         return list(_torch().bmm(Zs.mT, Zs) / len(rows))
 
+    def embed(self, factors):
+        """Per-probe (k, k) matrices -> (b, k, k)."""
+        return _torch().stack(factors)
+
 
 class _SharedColumns:
     """B probes on column subsets of one matrix: X (N, U), masks (B, U) bool.
@@ -72,6 +80,10 @@ class _SharedColumns:
 
     def __init__(self, X, masks):
         self.X, self.masks = X, masks
+
+    @property
+    def data(self):
+        return self.X
 
     def __len__(self):
         return self.masks.shape[0]
@@ -94,6 +106,17 @@ class _SharedColumns:
         cols = [_nonzero(m) for m in self.masks]
         return [S[c][:, c] for c in cols]
 
+    def embed(self, factors):
+        """Per-probe (k_b, k_b) matrices -> (b, U, U), placed on each probe's columns with
+        the identity elsewhere."""
+        torch = _torch()
+        out = torch.eye(self.X.shape[1], device=self.X.device, dtype=self.X.dtype)
+        out = out.repeat(len(factors), 1, 1)
+        for i, factor in enumerate(factors):
+            c = _nonzero(self.masks[i])
+            out[i, c.unsqueeze(1), c.unsqueeze(0)] = factor
+        return out
+
 
 def _nonzero(mask):
     """Indices (n,) of the True entries of a 1-d bool tensor."""
@@ -106,25 +129,19 @@ def _whitening(views, n_classes: int, C: float, n: int, seed: int = 0):
     Solving in V = Lᵀ W makes the Hessian close to a multiple of the identity.  Column
     subsets get their factor embedded in the union's coordinates (identity elsewhere)."""
     torch = _torch()
-    X = views.Z if isinstance(views, _OwnFeatures) else views.X
-    k = X.shape[-1]
+    X = views.data
     g = torch.Generator().manual_seed(seed)
-    rows = torch.randperm(n, generator=g)[:max(4 * k, 2048)].to(X.device)
-    blocks = views.covariance(rows)
-    L = torch.eye(k, device=X.device, dtype=X.dtype).repeat(len(blocks), 1, 1)
-    for i, S in enumerate(blocks):
+    rows = torch.randperm(n, generator=g)[:max(4 * X.shape[-1], 2048)].to(X.device)
+    factors = []
+    for S in views.covariance(rows):
         ridge = n_classes / (C * n)
         while True:          # near-singular in float32 (duplicate columns, huge C): more ridge
             factor, info = torch.linalg.cholesky_ex(S + ridge * torch.eye(len(S), device=S.device))
             if int(info) == 0:
                 break
             ridge = max(10 * ridge, 1e-6 * float(S.diagonal().mean()))
-        if isinstance(views, _SharedColumns):
-            c = _nonzero(views.masks[i])
-            L[i, c.unsqueeze(1), c.unsqueeze(0)] = factor
-        else:
-            L[i] = factor
-    return L
+        factors.append(factor)
+    return views.embed(factors)
 
 
 # ============================================================================ solver
@@ -168,7 +185,7 @@ def _lbfgs(views, y, n_classes: int, C: float, max_iter: int, tol: float,
            precondition: bool, history: int = 10):
     """Minimise every probe's objective; returns W (B, k, K), b (B, K), iterations (B,)."""
     torch = _torch()
-    X = views.Z if isinstance(views, _OwnFeatures) else views.X
+    X = views.data
     N, B = len(y), len(views)
     reg = 1.0 / (C * N)
     Y1 = torch.nn.functional.one_hot(y, n_classes).to(X.dtype).T.contiguous()
@@ -225,7 +242,7 @@ def _lbfgs(views, y, n_classes: int, C: float, max_iter: int, tol: float,
         n_iter[work[live]] += 1
         upd = work[ok]
         x[upd], f[upd], g[upd] = xw[ok] + s[ok], f_new[ok], g_new[ok]
-        stalled = (fw - f_new).abs() <= 1e-12 * torch.maximum(f_new.abs(), torch.ones_like(f_new))
+        stalled = (fw - f_new).abs() <= 1e-12 * f_new.abs().clamp_min(1)
         done[upd] = (worst_new <= tol)[ok] | stalled[ok]
         done[work[failed]] = True                         # no descent left in float precision
     V = x[:, :-n_classes].view(B, -1, n_classes)
@@ -303,18 +320,6 @@ def probe_accuracy(X_train, y_train, X_test, y_test, *, columns=None, projection
     projections: list of B (D, k_b) matrices — those of equal width fitted together by
     :func:`fit_logreg` in chunks of at most ``max_batch_bytes``; neither: one probe on all of X.
     """
-    if columns is not None:                  # the same column set twice is fitted once
-        keys = [np.unique(np.asarray(c)).tobytes() for c in columns]
-        first: dict = {}
-        source = np.array([first.setdefault(key, i) for i, key in enumerate(keys)])
-        if len(first) < len(columns):
-            unique = np.unique(source)
-            res = probe_accuracy(X_train, y_train, X_test, y_test,
-                                 columns=[columns[i] for i in unique], C=C, max_iter=max_iter,
-                                 standardize=standardize, device=device,
-                                 max_batch_bytes=max_batch_bytes, max_probes=max_probes)
-            pos = np.searchsorted(unique, source)
-            return ProbeResult(res.accuracy[pos], res.per_class[pos], res.k[pos])
     torch = _torch()
     from .extract import default_device
     device = device or default_device()
@@ -325,7 +330,13 @@ def probe_accuracy(X_train, y_train, X_test, y_test, *, columns=None, projection
     yte = torch.tensor(np.asarray(y_test, dtype=np.int64), device=device)
     if columns is None and projections is None:
         columns = [np.arange(Xtr.shape[1])]
+    source = None
     if columns is not None:
+        # the same column set twice is fitted once: source[i] = its distinct set
+        distinct: dict = {}
+        source = np.array([distinct.setdefault(np.unique(np.asarray(c)).tobytes(), len(distinct))
+                           for c in columns])
+        columns = [columns[i] for i in np.unique(source, return_index=True)[1]]
         widths = np.array([len(c) for c in columns])
         # whitening holds a (U, U) factor per probe: keep a group within max_batch_bytes / 2
         per_probe = 4 * Xtr.shape[1] ** 2
@@ -364,6 +375,8 @@ def probe_accuracy(X_train, y_train, X_test, y_test, *, columns=None, projection
         for c in range(n_classes):
             sel = yte == c
             per_class[idx, c] = hit[:, sel].mean(1).cpu().numpy() if sel.any() else np.nan
+    if source is not None:
+        acc, per_class, widths = acc[source], per_class[source], widths[source]
     return ProbeResult(acc, per_class, widths)
 
 
