@@ -35,10 +35,7 @@ def main():
     # the same images, decoded, resized and normalised beforehand (random tensors are no
     # fair stand-in: on CPU they drive activations into slow denormal arithmetic)
     prep = ex._vision_preprocess(args.model, data, R, backbone)
-    mean = torch.tensor(prep["mean"]).view(1, 3, 1, 1) * 255
-    std = torch.tensor(prep["std"]).view(1, 3, 1, 1) * 255
-    batches = [((torch.from_numpy(b).float() - mean) / std).to(device)
-               for b in ex.image_batches(data, prep, B)]
+    batches = [ex.normalise(b, prep, device) for b in ex.image_batches(data, prep, B)]
 
     def bare_forward() -> float:
         """images/s of the model alone on preloaded tensors."""

@@ -221,6 +221,14 @@ def image_batches(data: Data, prep: dict, batch_size: int, views: int = 0, seed:
                         for i, v in chunk])
 
 
+def normalise(batch: np.ndarray, prep: dict, device: str):
+    """uint8 images (B, 3, R, R) -> float32 model input on ``device``, ``(x/255 - mean) / std``."""
+    import torch
+    mean = torch.tensor(prep["mean"], device=device).view(1, 3, 1, 1) * 255
+    std = torch.tensor(prep["std"], device=device).view(1, 3, 1, 1) * 255
+    return (torch.from_numpy(batch).to(device, non_blocking=True).float() - mean) / std
+
+
 def _extract_vision(backbone: Backbone, data: Data, specs: dict, base: dict, batch_size,
                     device, progress):
     import torch
@@ -228,8 +236,6 @@ def _extract_vision(backbone: Backbone, data: Data, specs: dict, base: dict, bat
     prep, views = base["preprocess"], base["views"]
     model = backbone.module.to(device)
     batch_size = batch_size or (256 if device.startswith("cuda") else 32)
-    mean = torch.tensor(prep["mean"], device=device).view(1, 3, 1, 1) * 255
-    std = torch.tensor(prep["std"], device=device).view(1, 3, 1, 1) * 255
     layers = list(specs)
     modules = dict(model.named_modules())
     for lay in layers:
@@ -252,7 +258,7 @@ def _extract_vision(backbone: Backbone, data: Data, specs: dict, base: dict, bat
             row = 0
             with torch.inference_mode(), _autocast(device):
                 for batch in _prefetch(image_batches(data, prep, batch_size, views)):
-                    x = (torch.from_numpy(batch).to(device, non_blocking=True).float() - mean) / std
+                    x = normalise(batch, prep, device)
                     pooled = model.forward_head(model.forward_features(x), pre_logits=True)
                     captured["penultimate"] = pooled.float()
                     for lay in layers:
