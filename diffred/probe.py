@@ -62,14 +62,14 @@ class _OwnFeatures:
         """G (b, K, N) -> Zᵀ G (b, k, K)."""
         return _torch().bmm(G, self.Z).mT
 
-    def covariance(self, rows):
-        """(b, k, k) second moment of the (standardised) features over the given rows."""
-        Zs = self.Z[:, rows]
-        return list(_torch().bmm(Zs.mT, Zs) / len(rows))
-
-    def embed(self, factors):
-        """Per-probe (k, k) matrices -> (b, k, k)."""
-        return _torch().stack(factors)
+    def covariance(self):
+        """Coordinates (None: all k) and (b, k, k) second moments of the (standardised)
+        features, estimated on max(4k, 2048) seeded random rows (each probe pays for its own)."""
+        torch = _torch()
+        N, k = self.Z.shape[1:]
+        rows = torch.randperm(N, generator=torch.Generator().manual_seed(0))[:max(4 * k, 2048)]
+        Zs = self.Z[:, rows.to(self.Z.device)]
+        return None, list(torch.bmm(Zs.mT, Zs) / len(rows))
 
 
 class _SharedColumns:
@@ -99,23 +99,12 @@ class _SharedColumns:
         b, K, N = G.shape
         return (G.reshape(b * K, N) @ self.X).view(b, K, -1).mT * self.masks.unsqueeze(2)
 
-    def covariance(self, rows):
-        """Each probe's (k_b, k_b) covariance block, as a list."""
-        Xs = self.X[rows]
-        S = Xs.T @ Xs / len(rows)
+    def covariance(self):
+        """Each probe's columns (k_b,) and (k_b, k_b) covariance block, as lists — all
+        rows, as one (U, U) product serves every probe."""
+        S = self.X.T @ self.X / len(self.X)
         cols = [_nonzero(m) for m in self.masks]
-        return [S[c][:, c] for c in cols]
-
-    def embed(self, factors):
-        """Per-probe (k_b, k_b) matrices -> (b, U, U), placed on each probe's columns with
-        the identity elsewhere."""
-        torch = _torch()
-        out = torch.eye(self.X.shape[1], device=self.X.device, dtype=self.X.dtype)
-        out = out.repeat(len(factors), 1, 1)
-        for i, factor in enumerate(factors):
-            c = _nonzero(self.masks[i])
-            out[i, c.unsqueeze(1), c.unsqueeze(0)] = factor
-        return out
+        return cols, [S[c][:, c] for c in cols]
 
 
 def _nonzero(mask):
@@ -123,17 +112,54 @@ def _nonzero(mask):
     return _torch().nonzero(mask).squeeze(1)
 
 
-def _whitening(views, n_classes: int, C: float, n: int, seed: int = 0):
-    """Per-probe Cholesky factor L (b, k, k) of Σ + λI (Σ: feature covariance on at most
-    max(2048, 4k) rows, λ = K / (C N): the regulariser's share of the Hessian at W = 0).
-    Solving in V = Lᵀ W makes the Hessian close to a multiple of the identity.  Column
-    subsets get their factor embedded in the union's coordinates (identity elsewhere)."""
+class _Whitening:
+    """Per-probe Cholesky factors L_b (k_b, k_b), applied on each probe's own coordinates:
+    weights W = L⁻ᵀ V, gradients ∂/∂V = L⁻¹ ∂/∂W.  Probes of equal width are batched:
+    ``groups`` holds (probe positions (g,), coordinates (g, k) or None for all, L (g, k, k))."""
+
+    def __init__(self, groups):
+        self.groups = groups
+
+    def select(self, rows):
+        """The factors of probes ``rows`` (positions), in that order."""
+        torch = _torch()
+        where = torch.full((1 + max(int(p.max()) for p, _, _ in self.groups),), -1,
+                           dtype=torch.long, device=rows.device)
+        where[rows] = torch.arange(len(rows), device=rows.device)
+        groups = []
+        for probes, coords, L in self.groups:
+            keep = _nonzero(where[probes] >= 0)
+            if len(keep):
+                groups.append((where[probes[keep]], None if coords is None else coords[keep],
+                               L[keep]))
+        return _Whitening(groups)
+
+    def _apply(self, A, upper: bool):
+        out = _torch().zeros_like(A)
+        for probes, coords, L in self.groups:
+            index = (probes,) if coords is None else (probes.unsqueeze(1), coords)
+            out[index] = _torch().linalg.solve_triangular(L.mT if upper else L, A[index],
+                                                          upper=upper)
+        return out
+
+    def weights(self, V):
+        """V (b, k, K) -> W = L⁻ᵀ V (zero outside each probe's coordinates)."""
+        return self._apply(V, upper=True)
+
+    def gradient(self, gW):
+        """∂/∂W (b, k, K) -> ∂/∂V = L⁻¹ ∂/∂W."""
+        return self._apply(gW, upper=False)
+
+
+def _whitening(views, n_classes: int, C: float, n: int) -> _Whitening:
+    """Per-probe Cholesky factor L of Σ + λI (Σ: the feature covariance, λ = K / (C N):
+    the regulariser's share of the Hessian at W = 0).  Solving in V = Lᵀ W makes the
+    Hessian close to a multiple of the identity."""
     torch = _torch()
     X = views.data
-    g = torch.Generator().manual_seed(seed)
-    rows = torch.randperm(n, generator=g)[:max(4 * X.shape[-1], 2048)].to(X.device)
+    coords, blocks = views.covariance()
     factors = []
-    for S in views.covariance(rows):
+    for S in blocks:
         ridge = n_classes / (C * n)
         while True:          # near-singular in float32 (duplicate columns, huge C): more ridge
             factor, info = torch.linalg.cholesky_ex(S + ridge * torch.eye(len(S), device=S.device))
@@ -141,27 +167,34 @@ def _whitening(views, n_classes: int, C: float, n: int, seed: int = 0):
                 break
             ridge = max(10 * ridge, 1e-6 * float(S.diagonal().mean()))
         factors.append(factor)
-    return views.embed(factors)
+    widths = np.array([len(f) for f in factors])
+    groups = []
+    for width in np.unique(widths):
+        members = np.flatnonzero(widths == width)
+        groups.append((torch.as_tensor(members, device=X.device),
+                       None if coords is None else torch.stack([coords[i] for i in members]),
+                       torch.stack([factors[i] for i in members])))
+    return _Whitening(groups)
 
 
 # ============================================================================ solver
-def _objective(views, L, y_onehot, x, reg: float):
+def _objective(views, L, y, y_onehot, x, reg: float):
     """Loss (b,) float64, gradient wrt x (b, n), and largest |gradient| wrt (W, b) (b,).
 
     x (b, k*K + K) holds each probe's whitened weights V (k, K), W = L⁻ᵀ V, and its
-    intercept (K,); y_onehot (K, N)."""
+    intercept (K,); y (N,) the labels, y_onehot (K, N) the same one-hot."""
     torch = _torch()
     K, N = y_onehot.shape
     b = x.shape[0]
     V, c = x[:, :-K].view(b, -1, K), x[:, -K:]
-    W = V if L is None else torch.linalg.solve_triangular(L.mT, V, upper=True)
+    W = V if L is None else L.weights(V)
     logp = torch.log_softmax(views.logits(W) + c.unsqueeze(2), dim=1)          # (b, K, N)
-    f = (-(logp * y_onehot).sum((1, 2), dtype=torch.float64) / N
-         + 0.5 * reg * (W * W).sum((1, 2), dtype=torch.float64))
-    G = (logp.exp_() - y_onehot) / N
-    gW = views.grad(G) + reg * W
-    gc = G.sum(2)
-    gV = gW if L is None else torch.linalg.solve_triangular(L, gW, upper=False)
+    f = (-logp.gather(1, y.expand(b, 1, N)).sum((1, 2), dtype=torch.float64) / N
+         + 0.5 * reg * (W * W).sum((1, 2)).double())
+    G = logp.exp_().sub_(y_onehot)                                               # N ∂f/∂logits
+    gW = views.grad(G) / N + reg * W
+    gc = G.sum(2) / N
+    gV = gW if L is None else L.gradient(gW)
     worst = torch.maximum(gW.abs().amax((1, 2)), gc.abs().amax(1))
     return f, torch.cat([gV.reshape(b, -1), gc], 1), worst
 
@@ -183,71 +216,70 @@ def _two_loop(g, S, Y, rho, gamma, newest: int):
 
 def _lbfgs(views, y, n_classes: int, C: float, max_iter: int, tol: float,
            precondition: bool, history: int = 10):
-    """Minimise every probe's objective; returns W (B, k, K), b (B, K), iterations (B,)."""
+    """Minimise every probe's objective; returns W (B, k, K), b (B, K), iterations (B,).
+
+    The state of the probes still running is kept compact: a probe that converges hands
+    its solution to the output and leaves every later product."""
     torch = _torch()
     X = views.data
     N, B = len(y), len(views)
+    dev, dt = X.device, X.dtype
     reg = 1.0 / (C * N)
-    Y1 = torch.nn.functional.one_hot(y, n_classes).to(X.dtype).T.contiguous()
-    L = _whitening(views, n_classes, C, N) if precondition else None
+    Y1 = torch.nn.functional.one_hot(y, n_classes).to(dt).T.contiguous()
+    L = L_all = _whitening(views, n_classes, C, N) if precondition else None
     n = X.shape[-1] * n_classes + n_classes
-    x = torch.zeros(B, n, device=X.device, dtype=X.dtype)
-    f, g, worst = _objective(views, L, Y1, x, reg)
-    S = torch.zeros(B, history, n, device=X.device, dtype=X.dtype)
+    solution = torch.zeros(B, n, device=dev, dtype=dt)
+    n_iter = torch.zeros(B, dtype=torch.long, device=dev)
+    ids = torch.arange(B, device=dev)                 # the running probes, in state order
+    x = torch.zeros(B, n, device=dev, dtype=dt)
+    f, g, worst = _objective(views, L, y, Y1, x, reg)
+    S = torch.zeros(B, history, n, device=dev, dtype=dt)
     Yh = torch.zeros_like(S)
-    rho = torch.zeros(B, history, device=X.device, dtype=X.dtype)
-    gamma = torch.ones(B, device=X.device, dtype=X.dtype)
+    rho = torch.zeros(B, history, device=dev, dtype=dt)
+    gamma = torch.ones(B, device=dev, dtype=dt)
     done = worst <= tol
-    n_iter = torch.zeros(B, dtype=torch.long, device=X.device)
-    work, wviews, wL = torch.arange(B, device=X.device), views, L
-    for it in range(max_iter):
-        active = _nonzero(~done)
-        if len(active) == 0:
-            break
-        if len(active) <= 0.75 * len(work):               # shed converged probes
-            work, wviews = active, views.select(active)
-            wL = None if L is None else L[active]
-        live = ~done[work]
-        gw, xw, fw = g[work], x[work], f[work]
-        d = _two_loop(gw, S[work], Yh[work], rho[work], gamma[work], (it - 1) % history)
-        d[~live] = 0
-        t = torch.ones(len(work), device=X.device, dtype=X.dtype)
-        if it == 0:
-            t = (1 / gw.abs().sum(1)).clamp(max=1)
-        slope = (gw * d).sum(1).double()
-        f_new, g_new, worst_new = _objective(wviews, wL, Y1, xw + t.unsqueeze(1) * d, reg)
-        for _ in range(25):                              # backtracking (Armijo)
-            bad = live & (f_new > fw + 1e-4 * t.double() * slope)
-            if not bad.any():
+    for it in range(max_iter + 1):
+        if done.any():                                # hand over and drop converged probes
+            solution[ids[done]] = x[done]
+            keep = _nonzero(~done)
+            if len(keep) == 0:
                 break
-            rows = _nonzero(bad)
+            ids, x, f, g, S, Yh, rho, gamma = (t[keep] for t in (ids, x, f, g, S, Yh, rho, gamma))
+            views, L = views.select(keep), None if L is None else L.select(keep)
+        if it == max_iter:
+            solution[ids] = x
+            break
+        n_iter[ids] += 1
+        d = _two_loop(g, S, Yh, rho, gamma, (it - 1) % history)
+        t = (1 / g.abs().sum(1)).clamp(max=1) if it == 0 else torch.ones_like(gamma)
+        slope = (g * d).sum(1).double()
+        f_new, g_new, worst_new = _objective(views, L, y, Y1, x + t.unsqueeze(1) * d, reg)
+        for _ in range(25):                           # backtracking (Armijo)
+            bad = _nonzero(f_new > f + 1e-4 * t.double() * slope)
+            if len(bad) == 0:
+                break
             # safeguarded quadratic interpolation of the step
-            tb = t[rows].double()
-            tq = -slope[rows] * tb ** 2 / (2 * (f_new[rows] - fw[rows] - tb * slope[rows]))
-            t[rows] = torch.minimum(torch.maximum(tq.to(t.dtype), 0.1 * t[rows]), 0.5 * t[rows])
-            fb, gb, wb = _objective(wviews.select(rows), None if wL is None else wL[rows], Y1,
-                                    xw[rows] + t[rows].unsqueeze(1) * d[rows], reg)
-            f_new[rows], g_new[rows], worst_new[rows] = fb, gb, wb
-        failed = live & (f_new > fw + 1e-4 * t.double() * slope)
-        ok = live & ~failed
+            tb = t[bad].double()
+            tq = -slope[bad] * tb ** 2 / (2 * (f_new[bad] - f[bad] - tb * slope[bad]))
+            t[bad] = torch.minimum(torch.maximum(tq.to(dt), 0.1 * t[bad]), 0.5 * t[bad])
+            f_new[bad], g_new[bad], worst_new[bad] = _objective(
+                views.select(bad), None if L is None else L.select(bad), y, Y1,
+                x[bad] + t[bad].unsqueeze(1) * d[bad], reg)
+        ok = f_new <= f + 1e-4 * t.double() * slope   # else: no descent left in float precision
         s = t.unsqueeze(1) * d
-        yv = g_new - gw
+        yv = g_new - g
         sy, yy = (s * yv).sum(1), (yv * yv).sum(1)
         push = ok & (sy > 1e-10 * yy)
         slot = it % history
-        keep = work[push]
-        S[keep, slot], Yh[keep, slot] = s[push], yv[push]
-        rho[work, slot] = torch.where(push, 1 / sy.clamp_min(1e-30), torch.zeros_like(sy))
-        gamma[keep] = (sy / yy)[push]
-        n_iter[work[live]] += 1
-        upd = work[ok]
-        x[upd], f[upd], g[upd] = xw[ok] + s[ok], f_new[ok], g_new[ok]
-        stalled = (fw - f_new).abs() <= 1e-12 * f_new.abs().clamp_min(1)
-        done[upd] = (worst_new <= tol)[ok] | stalled[ok]
-        done[work[failed]] = True                         # no descent left in float precision
-    V = x[:, :-n_classes].view(B, -1, n_classes)
-    W = V if L is None else torch.linalg.solve_triangular(L.mT, V, upper=True)
-    return W, x[:, -n_classes:], n_iter
+        S[push, slot], Yh[push, slot] = s[push], yv[push]
+        rho[:, slot] = torch.where(push, 1 / sy.clamp_min(1e-30), torch.zeros_like(sy))
+        gamma[push] = (sy / yy)[push]
+        stalled = (f - f_new).abs() <= 1e-12 * f_new.abs().clamp_min(1)
+        x[ok], f[ok], g[ok] = x[ok] + s[ok], f_new[ok], g_new[ok]
+        done = ~ok | (worst_new <= tol) | stalled
+    V = solution[:, :-n_classes].view(B, -1, n_classes)
+    W = V if L_all is None else L_all.weights(V)
+    return W, solution[:, -n_classes:], n_iter
 
 
 def _whitening_pays(width: int, n: int, n_classes: int) -> bool:
@@ -338,9 +370,7 @@ def probe_accuracy(X_train, y_train, X_test, y_test, *, columns=None, projection
                            for c in columns])
         columns = [columns[i] for i in np.unique(source, return_index=True)[1]]
         widths = np.array([len(c) for c in columns])
-        # whitening holds a (U, U) factor per probe: keep a group within max_batch_bytes / 2
-        per_probe = 4 * Xtr.shape[1] ** 2
-        groups = _width_groups(widths, max(1, min(max_probes, int(max_batch_bytes / 2 // per_probe))))
+        groups = _width_groups(widths, max_probes)
     else:
         widths = np.array([np.shape(P)[1] for P in projections])
         groups = []
@@ -358,7 +388,8 @@ def probe_accuracy(X_train, y_train, X_test, y_test, *, columns=None, projection
             union = np.unique(np.concatenate([np.asarray(columns[i]) for i in idx]))
             masks = torch.zeros(len(idx), len(union), dtype=torch.bool, device=device)
             for row, i in enumerate(idx):
-                masks[row, torch.as_tensor(np.searchsorted(union, columns[i]), device=device)] = True
+                where = torch.as_tensor(np.searchsorted(union, columns[i]), device=device)
+                masks[row, where] = True
             cols = torch.as_tensor(union, device=device)
             W, b = fit_logreg_masked(Xtr[:, cols], ytr, masks, n_classes, C=C, max_iter=max_iter)
             logits = torch.einsum("md,bdc->bmc", Xte[:, cols], W) + b.unsqueeze(1)  # (B, M, C)
@@ -394,8 +425,9 @@ class LinearProbe:
         X = _tensor(X, dev)
         self.classes_ = np.unique(y)
         yi = torch.as_tensor(np.searchsorted(self.classes_, y), device=dev)
-        self.mean_ = X.mean(0) if self.standardize else torch.zeros(X.shape[1], device=dev)
-        self.scale_ = X.std(0).clamp_min(1e-6) if self.standardize else torch.ones(X.shape[1], device=dev)
+        D = X.shape[1]
+        self.mean_ = X.mean(0) if self.standardize else torch.zeros(D, device=dev)
+        self.scale_ = X.std(0).clamp_min(1e-6) if self.standardize else torch.ones(D, device=dev)
         everything = torch.ones(1, X.shape[1], dtype=torch.bool, device=dev)
         W, b = fit_logreg_masked((X - self.mean_) / self.scale_, yi, everything,
                                  len(self.classes_), C=self.C, max_iter=self.max_iter)

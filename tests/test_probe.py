@@ -93,4 +93,6 @@ def test_whitening_survives_a_singular_covariance():
     X = torch.randn(100, 10)
     X = torch.cat([X, X[:, :3]], 1)
     L = _whitening(_SharedColumns(X, torch.ones(2, 13, dtype=torch.bool)), 3, C=1e9, n=100)
-    assert torch.isfinite(L).all() and torch.all(L.diagonal(dim1=1, dim2=2) > 0)
+    (probes, coords, factors), = L.groups
+    assert probes.tolist() == [0, 1] and coords.shape == (2, 13)
+    assert torch.isfinite(factors).all() and torch.all(factors.diagonal(dim1=1, dim2=2) > 0)
