@@ -1,8 +1,11 @@
 """Batched probes vs scikit-learn one at a time: 75 random-subset probes (15 fractions x 5 seeds).
 
 Features: efficientnet_lite0 penultimate (1280-d) on >= 10k CIFAR-10 training images (cached).
-Prints both wall times, the speed-up ratio (target >= 30x) and the largest accuracy gap.
-    python benchmarks/probes.py [--n-per-class 1000] [--C 1.0] [--sklearn-probes 75]
+Prints wall times and speed-up ratios (target >= 30x) of diffred at its default tolerance and at
+scikit-learn's, and each result's test-accuracy distance from scikit-learn and from the converged
+optimum (diffred at tol 1e-6, untimed): at tol 1e-4 scikit-learn itself stops short of the
+optimum of these weakly regularised problems by up to ~1 point.
+    python benchmarks/probes.py [--n-per-class 1000] [--C 1.0] [--seeds 5]
 """
 from __future__ import annotations
 
@@ -37,10 +40,13 @@ def main():
     Xtr, Xte = np.asarray(tr.X), np.asarray(te.X)
 
     diffred.probe_accuracy(Xtr[:500], tr.y[:500], Xte, te.y, columns=columns[:5])  # warm-up
-    t0 = time.perf_counter()
-    batched = diffred.probe_accuracy(Xtr, tr.y, Xte, te.y, columns=columns, C=args.C)
-    t_batched = time.perf_counter() - t0
-    print(f"batched diffred probes : {t_batched:8.1f} s", flush=True)
+    timed = {}
+    for label, tol in ((f"diffred, tol {diffred.probe.TOL:g} (default)", diffred.probe.TOL),
+                       ("diffred, tol 1e-4 (sklearn's)", 1e-4)):
+        t0 = time.perf_counter()
+        acc = diffred.probe_accuracy(Xtr, tr.y, Xte, te.y, columns=columns, C=args.C, tol=tol)
+        timed[label] = (time.perf_counter() - t0, acc.accuracy)
+        print(f"{label:<34}: {timed[label][0]:7.1f} s", flush=True)
 
     t0 = time.perf_counter()
     reference = []
@@ -49,10 +55,17 @@ def main():
         clf = LogisticRegression(C=args.C, max_iter=1000).fit(scaler.transform(Xtr[:, cols]), tr.y)
         reference.append(clf.score(scaler.transform(Xte[:, cols]), te.y))
     t_sklearn = time.perf_counter() - t0
-    gap = np.abs(batched.accuracy - np.array(reference))
-    print(f"scikit-learn, one each : {t_sklearn:8.1f} s")
-    print(f"speed-up               : {t_sklearn / t_batched:8.1f} x   (target >= 30x)")
-    print(f"accuracy gap vs sklearn: mean {100 * gap.mean():.2f} pts, max {100 * gap.max():.2f} pts")
+    timed["scikit-learn, tol 1e-4, one each"] = (t_sklearn, np.array(reference))
+    print(f"{'scikit-learn, tol 1e-4, one each':<34}: {t_sklearn:7.1f} s")
+
+    optimum = diffred.probe_accuracy(Xtr, tr.y, Xte, te.y, columns=columns, C=args.C,
+                                     tol=1e-6, max_iter=5000).accuracy
+    print("\nspeed-up vs scikit-learn (target >= 30x); test-accuracy distance (points) from the "
+          "converged optimum (diffred at tol 1e-6, untimed) and from scikit-learn")
+    for label, (seconds, acc) in timed.items():
+        off, gap = 100 * np.abs(acc - optimum), 100 * np.abs(acc - np.array(reference))
+        print(f"{label:<34}: {t_sklearn / seconds:5.1f} x   optimum: mean {off.mean():.2f} "
+              f"max {off.max():.2f}   sklearn: mean {gap.mean():.2f} max {gap.max():.2f}")
 
 
 if __name__ == "__main__":

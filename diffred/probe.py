@@ -7,13 +7,19 @@ penalised), on features standardised with the training mean / std (``standardize
 compare against ``make_pipeline(StandardScaler(), LogisticRegression(C))``).
 
 The solver is a batched L-BFGS: every probe keeps its own curvature history, step length
-and stopping test (scikit-learn's: largest gradient entry ≤ ``tol``), so a probe that has
-converged stops costing anything while the others go on.  Where it pays, each probe
+and stopping test (scikit-learn's form: largest gradient entry ≤ ``tol``), so a probe that
+has converged stops costing anything while the others go on.  Where it pays, each probe
 is solved in whitened coordinates ``W = L⁻ᵀ V`` with ``L Lᵀ`` the Cholesky factor of its
 (regularised) feature covariance, which removes the correlation between features that
-otherwise makes L-BFGS crawl; the objective is unchanged.  Its optimum is too: only where
-scikit-learn's tolerance leaves the weights loose (flat directions of a weakly regularised
-problem) do the two paths stop at slightly different points.
+otherwise makes L-BFGS crawl; the objective and its optimum are unchanged.
+
+Tolerance (:data:`TOL`).  With C = 1 and N = 10k the problem is weakly regularised, so a
+gradient test leaves the weights loose along flat directions, and where a run stops there
+depends on the path.  Measured on 20 random-subset probes of efficientnet_lite0 CIFAR-10
+features (128–1024 neurons, N = 10,000, 1,000 test images), test accuracy vs the converged
+optimum (tol 1e-6, where this solver and scikit-learn agree: mean 0.02, max 0.2 points):
+scikit-learn at its default 1e-4 is off by mean 0.21 / max 0.7 points; this solver at 1e-4
+by 0.20 / 1.2, at 3e-5 by 0.09 / 0.3 — so the default here is 3e-5.
 """
 from __future__ import annotations
 
@@ -28,6 +34,9 @@ class ProbeResult:
     accuracy: np.ndarray
     per_class: np.ndarray
     k: np.ndarray
+
+
+TOL = 3e-5     # default gradient tolerance (see the module docstring)
 
 
 def _torch():
@@ -290,7 +299,7 @@ def _whitening_pays(width: int, n: int, n_classes: int) -> bool:
 
 
 def fit_logreg(Z, y, n_classes: int, C: float = 1.0, max_iter: int = 500,
-               tol: float = 1e-4, precondition: bool | None = None):
+               tol: float = TOL, precondition: bool | None = None):
     """Fit B multinomial logistic regressions, each on its own features, jointly.
 
     Z: (B, N, k) float tensor (standardised); y: (N,) int64 tensor (shared labels).
@@ -304,7 +313,7 @@ def fit_logreg(Z, y, n_classes: int, C: float = 1.0, max_iter: int = 500,
 
 
 def fit_logreg_masked(X, y, masks, n_classes: int, C: float = 1.0, max_iter: int = 500,
-                      tol: float = 1e-4, precondition: bool | None = None):
+                      tol: float = TOL, precondition: bool | None = None):
     """Fit B multinomial logistic regressions on B column subsets of the same X jointly.
 
     X: (N, U) float tensor (standardised); y: (N,) int64; masks: (B, U) bool — probe b sees
@@ -341,8 +350,9 @@ def _width_groups(widths: np.ndarray, max_probes: int, spread: int = 8) -> list[
 
 
 def probe_accuracy(X_train, y_train, X_test, y_test, *, columns=None, projections=None,
-                   C: float = 1.0, max_iter: int = 500, standardize: bool = True,
-                   device: str | None = None, max_batch_bytes: float = 2e9,
+                   C: float = 1.0, max_iter: int = 500, tol: float = TOL,
+                   standardize: bool = True, device: str | None = None,
+                   max_batch_bytes: float = 2e9,
                    max_probes: int = 80) -> ProbeResult:
     """Test accuracy of probes on column subsets or projections of the same features.
 
@@ -391,7 +401,8 @@ def probe_accuracy(X_train, y_train, X_test, y_test, *, columns=None, projection
                 where = torch.as_tensor(np.searchsorted(union, columns[i]), device=device)
                 masks[row, where] = True
             cols = torch.as_tensor(union, device=device)
-            W, b = fit_logreg_masked(Xtr[:, cols], ytr, masks, n_classes, C=C, max_iter=max_iter)
+            W, b = fit_logreg_masked(Xtr[:, cols], ytr, masks, n_classes, C=C, max_iter=max_iter,
+                                     tol=tol)
             logits = torch.einsum("md,bdc->bmc", Xte[:, cols], W) + b.unsqueeze(1)  # (B, M, C)
         else:
             P = torch.as_tensor(np.stack([np.asarray(projections[i], np.float32)
@@ -399,7 +410,7 @@ def probe_accuracy(X_train, y_train, X_test, y_test, *, columns=None, projection
             Ztr, Zte = torch.matmul(Xtr, P), torch.matmul(Xte, P)
             if standardize:
                 Ztr, Zte = _standardize(Ztr, Zte)
-            W, b = fit_logreg(Ztr, ytr, n_classes, C=C, max_iter=max_iter)
+            W, b = fit_logreg(Ztr, ytr, n_classes, C=C, max_iter=max_iter, tol=tol)
             logits = torch.baddbmm(b.unsqueeze(1), Zte, W)
         hit = (logits.argmax(-1) == yte).float()                                # (B, M)
         acc[idx] = hit.mean(1).cpu().numpy()
@@ -414,9 +425,10 @@ def probe_accuracy(X_train, y_train, X_test, y_test, *, columns=None, projection
 class LinearProbe:
     """scikit-learn-style single probe: ``LinearProbe(C=1).fit(X, y).score(X_test, y_test)``."""
 
-    def __init__(self, C: float = 1.0, max_iter: int = 500, standardize: bool = True,
-                 device: str | None = None):
-        self.C, self.max_iter, self.standardize, self.device = C, max_iter, standardize, device
+    def __init__(self, C: float = 1.0, max_iter: int = 500, tol: float = TOL,
+                 standardize: bool = True, device: str | None = None):
+        self.C, self.max_iter, self.tol = C, max_iter, tol
+        self.standardize, self.device = standardize, device
 
     def fit(self, X, y):
         torch = _torch()
@@ -430,7 +442,8 @@ class LinearProbe:
         self.scale_ = X.std(0).clamp_min(1e-6) if self.standardize else torch.ones(D, device=dev)
         everything = torch.ones(1, X.shape[1], dtype=torch.bool, device=dev)
         W, b = fit_logreg_masked((X - self.mean_) / self.scale_, yi, everything,
-                                 len(self.classes_), C=self.C, max_iter=self.max_iter)
+                                 len(self.classes_), C=self.C, max_iter=self.max_iter,
+                                 tol=self.tol)
         self.coef_, self.intercept_ = W[0], b[0]
         return self
 

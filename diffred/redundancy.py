@@ -168,7 +168,7 @@ def sweep(X_train, y_train, X_test, y_test, *, fractions=PAPER_FRACTIONS, seeds=
     return SweepResult(runs, pc)
 
 
-SWEEP_VERSION = "3"   # 3: whitening on every row, per-probe factors (probe.py)
+SWEEP_VERSION = "3"   # 3: probe.py tol 3e-5, whitening on every row, per-probe factors
 
 
 def cached_sweep(spec: dict, compute) -> SweepResult:

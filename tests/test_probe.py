@@ -16,8 +16,11 @@ def cifar():
 
 
 def sklearn_accuracy(Xtr, ytr, Xte, yte, C):
+    """scikit-learn converged (tol 1e-6): at its default 1e-4 it stops short of the optimum
+    of these weakly regularised problems by a few test images itself."""
     s = StandardScaler().fit(Xtr)
-    return LogisticRegression(C=C, max_iter=2000).fit(s.transform(Xtr), ytr).score(s.transform(Xte), yte)
+    clf = LogisticRegression(C=C, tol=1e-6, max_iter=5000).fit(s.transform(Xtr), ytr)
+    return clf.score(s.transform(Xte), yte)
 
 
 @pytest.mark.parametrize("C", [0.05, 1.0])
