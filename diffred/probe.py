@@ -440,7 +440,7 @@ class LinearProbe:
         D = X.shape[1]
         self.mean_ = X.mean(0) if self.standardize else torch.zeros(D, device=dev)
         self.scale_ = X.std(0).clamp_min(1e-6) if self.standardize else torch.ones(D, device=dev)
-        everything = torch.ones(1, X.shape[1], dtype=torch.bool, device=dev)
+        everything = torch.ones(1, D, dtype=torch.bool, device=dev)
         W, b = fit_logreg_masked((X - self.mean_) / self.scale_, yi, everything,
                                  len(self.classes_), C=self.C, max_iter=self.max_iter,
                                  tol=self.tol)
