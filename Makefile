@@ -8,7 +8,7 @@ export DIFFRED_DATA ?= $(abspath ../shared/data)
 export HF_HUB_OFFLINE ?= 1
 export PYTHONUNBUFFERED = 1
 
-.PHONY: install sysdeps test book book-quick bench clean-cache clean
+.PHONY: install sysdeps test test-fast book book-quick bench clean-cache clean
 
 install: $(STAMP)
 
@@ -32,6 +32,10 @@ sysdeps:
 
 test: install sysdeps
 	$(BIN)/pytest -q
+
+# Unit tests only (no chapter runs, no end-to-end model runs): a quick check while editing.
+test-fast: install sysdeps
+	$(BIN)/pytest -q -m "not slow"
 
 book: install sysdeps
 	# --all: every chapter is re-executed (Sphinx would skip a page whose source is unchanged,

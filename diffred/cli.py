@@ -5,95 +5,71 @@ Errors print as one line (``diffred: error: ...``) with exit status 2.
 from __future__ import annotations
 
 import argparse
-import ast
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from .assets import assets_table
+from .chapter import (CHAPTERS_DIR, chapter_defaults, chapters, resolve_chapter,
+                      resolve_parameters, schema)
 from .errors import DiffredError
 from .paths import PROJECT_DIR
 
-CHAPTERS_DIR = PROJECT_DIR / "chapters"
+
+def coerce_parameter(chapter: str, name: str, raw):
+    """One ``-p name value`` of ``chapter``: the name checked, the value parsed and checked."""
+    return schema(chapter).value(_local_name(resolve_chapter(chapter).stem, name), raw)
 
 
-# --------------------------------------------------------------------------- chapters
-def chapters() -> dict[str, Path]:
-    """Chapter name (file stem) -> MyST notebook path."""
-    return {p.stem: p for p in sorted(CHAPTERS_DIR.glob("[0-9][0-9]_*.md"))}
+def _local_name(stem: str, name: str) -> str:
+    """``04.resnet_resolution`` -> ``resnet_resolution`` for chapter 04 (or an error)."""
+    prefix, dot, rest = name.partition(".")
+    if not dot:
+        return name
+    if resolve_chapter(prefix).stem != stem:
+        raise DiffredError(f"parameter {name!r} is qualified for chapter {prefix}, not {stem}")
+    return rest
 
 
-def resolve_chapter(name: str) -> Path:
-    """'01_diffuse_redundancy', '01', '1' or 'diffuse_redundancy' -> path."""
-    found = chapters()
-    key = name[:-3] if name.endswith(".md") else Path(name).stem
-    for stem, path in found.items():
-        number, _, title = stem.partition("_")
-        if key in (stem, number, number.lstrip("0"), title):
-            return path
-    raise DiffredError(f"unknown chapter {name!r}; valid choices: {', '.join(found)}")
-
-
-def chapter_parameters(path: Path) -> dict:
-    """Names and default values of the chapter's ``parameters`` cell."""
-    import jupytext
-    nb = jupytext.read(path)
-    for cell in nb.cells:
-        if cell.cell_type == "code" and "parameters" in cell.metadata.get("tags", []):
-            params = {}
-            for node in ast.parse(cell.source).body:
-                if isinstance(node, ast.Assign) and len(node.targets) == 1 and \
-                        isinstance(node.targets[0], ast.Name):
-                    try:
-                        params[node.targets[0].id] = ast.literal_eval(node.value)
-                    except ValueError:
-                        params[node.targets[0].id] = None
-            return params
-    raise DiffredError(f"{path.name} has no cell tagged 'parameters'")
-
-
-def coerce_parameter(chapter: str, name: str, raw, defaults: dict):
-    """Check ``name`` exists and convert ``raw`` (a string from the shell) to the default's type."""
-    if name not in defaults:
-        raise DiffredError(f"unknown parameter {name!r} for chapter {chapter}; valid choices: "
-                           f"{', '.join(defaults)}")
-    default = defaults[name]
-    if not isinstance(raw, str):
-        value = raw
-    else:
-        try:
-            value = ast.literal_eval(raw)
-        except (ValueError, SyntaxError):
-            value = raw
-        if isinstance(default, (list, tuple)) and isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if isinstance(default, str) and not isinstance(value, str):
-            value = raw
-    ok = (default is None or value is None
-          or (isinstance(default, bool) and isinstance(value, bool))
-          or (not isinstance(default, bool) and isinstance(default, (int, float))
-              and isinstance(value, (int, float)) and not isinstance(value, bool))
-          or (isinstance(default, (list, tuple)) and isinstance(value, (list, tuple)))
-          or (isinstance(default, str) and isinstance(value, str))
-          or (isinstance(default, dict) and isinstance(value, dict)))
-    if not ok:
-        raise DiffredError(f"bad value {raw!r} for parameter {name!r} of chapter {chapter}: "
-                           f"expected {type(default).__name__} like {default!r}")
-    return value
+def book_parameters(params: dict) -> dict[str, dict]:
+    """Split ``diffred book`` parameters by chapter: ``NN.name`` goes to chapter NN only, a plain
+    name to every chapter that has it (after checking it exists somewhere)."""
+    stems = list(chapters())
+    out: dict[str, dict] = {stem: {} for stem in stems}
+    for name, value in params.items():
+        prefix, dot, local = name.partition(".")
+        if dot:
+            stem = resolve_chapter(prefix).stem
+            out[stem][local] = schema(stem).value(local, value)
+            continue
+        owners = [stem for stem in stems if name in schema(stem).rules]
+        if not owners:
+            known = sorted({k for stem in stems for k in schema(stem).rules})
+            raise DiffredError(f"unknown parameter {name!r}; valid choices: {', '.join(known)} "
+                               f"(or NN.name for chapter NN)")
+        for stem in owners:
+            out[stem][name] = schema(stem).value(name, value)
+    for stem, mine in out.items():
+        resolve_parameters(stem, mine)
+    return out
 
 
 def run_chapter(chapter: str, params: dict | None = None, output: Path | None = None,
                 progress: bool = False) -> Path:
     """Execute a chapter with papermill and return the executed notebook's path.
 
-    ``params`` override the chapter's ``parameters`` cell (names are checked first).
+    ``params`` override the chapter's ``parameters`` cell: every name and value (and the quick
+    preset they combine with) is checked before the notebook starts.
     """
     import jupytext
     import papermill as pm
     path = resolve_chapter(chapter)
-    defaults = chapter_parameters(path)
-    params = {k: coerce_parameter(path.stem, k, v, defaults) for k, v in (params or {}).items()}
+    params = {_local_name(path.stem, k): v for k, v in (params or {}).items()}
+    rules = schema(path.stem)
+    params = {k: rules.value(k, v) for k, v in params.items()}
+    resolve_parameters(path.stem, params)        # every value (quick preset too) checked first
     output = Path(output or Path.cwd() / f"{path.stem}.out.ipynb")
     with tempfile.TemporaryDirectory() as tmp:
         source = Path(tmp) / f"{path.stem}.ipynb"
@@ -125,10 +101,12 @@ def build_book(params: dict | None = None, output: Path | None = None,
     if source.exists():
         shutil.rmtree(source)
     (source / "chapters").mkdir(parents=True)
-    for stem, path in chapters().items():
-        known = chapter_parameters(path)
-        mine = {k: v for k, v in (params or {}).items() if k in known}
+    per_chapter = book_parameters(params or {})
+    for i, (stem, mine) in enumerate(per_chapter.items(), 1):
+        print(f"[{i}/{len(per_chapter)}] {stem} ...", flush=True)
+        t0 = time.perf_counter()
         run_chapter(stem, mine, source / "chapters" / f"{stem}.ipynb", progress=progress)
+        print(f"[{i}/{len(per_chapter)}] {stem}: {time.perf_counter() - t0:.0f} s", flush=True)
     config = yaml.safe_load((PROJECT_DIR / "_config.yml").read_text())
     config.setdefault("execute", {})["execute_notebooks"] = "off"
     (source / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
@@ -175,16 +153,11 @@ def main(argv=None) -> int:
                 print(assets_table().to_string(index=False))
         elif args.command == "chapters":
             for stem, path in chapters().items():
-                print(f"{stem}: " + ", ".join(f"{k}={v!r}" for k, v in chapter_parameters(path).items()))
+                print(f"{stem}: " + ", ".join(f"{k}={v!r}" for k, v in chapter_defaults(path).items()))
         elif args.command == "run":
             out = run_chapter(args.chapter, dict(args.parameter), args.output, progress=True)
             print(f"wrote {out}")
         elif args.command == "book":
-            known = {k for path in chapters().values() for k in chapter_parameters(path)}
-            for name, _ in args.parameter:
-                if name not in known:
-                    raise DiffredError(f"unknown parameter {name!r}; valid choices: "
-                                       f"{', '.join(sorted(known))}")
             print(f"wrote {build_book(dict(args.parameter), args.output, progress=True)}")
         elif args.command == "extract":
             from .extract import features

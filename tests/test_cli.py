@@ -24,11 +24,11 @@ def test_unknown_chapter_parameter_and_bad_value_give_one_line(capsys):
 
 
 def test_parameter_values_are_typed():
-    defaults = {"n": 10, "frac": 0.5, "quick": False, "models": ["a"], "name": "x"}
-    assert cli.coerce_parameter("c", "n", "20", defaults) == 20
-    assert cli.coerce_parameter("c", "frac", "1", defaults) == 1
-    assert cli.coerce_parameter("c", "quick", "True", defaults) is True
-    assert cli.coerce_parameter("c", "models", "a,b", defaults) == ["a", "b"]
-    assert cli.coerce_parameter("c", "name", "123", defaults) == "123"
-    with pytest.raises(cli.DiffredError, match="bad value 'many' for parameter 'n'"):
-        cli.coerce_parameter("c", "n", "many", defaults)
+    assert cli.coerce_parameter("01", "train_per_class", "20") == 20
+    assert cli.coerce_parameter("01", "C", "1") == 1.0
+    assert cli.coerce_parameter("01", "quick", "True") is True
+    assert cli.coerce_parameter("01", "vision_models", "efficientnet_lite0,efficientnet_lite2") == [
+        "efficientnet_lite0", "efficientnet_lite2"]
+    assert cli.coerce_parameter("03", "confounder_dataset", "elpv") == "elpv"
+    with pytest.raises(cli.DiffredError, match="bad value 'many' for parameter 'train_per_class'"):
+        cli.coerce_parameter("01", "train_per_class", "many")

@@ -1,0 +1,136 @@
+"""Every chapter runs end to end at quick scale and writes the tables its page promises.
+
+Each table is checked for content — columns, value ranges, one row per expected cell — not only
+for existence.  Marked ``slow``: ``make test-fast`` skips these.
+"""
+from __future__ import annotations
+
+import json
+
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+
+from diffred.chapter import chapters, quick_preset, resolve_parameters
+from diffred.cli import run_chapter
+
+pytestmark = pytest.mark.slow
+
+
+def _in(values, low, high):
+    values = pd.Series(values).dropna()
+    return bool(((values >= low) & (values <= high)).all())
+
+
+def _one_row_per(df: pd.DataFrame, keys: list[str]) -> bool:
+    return not df.duplicated(keys).any()
+
+
+def check_01(t: dict, p: dict):
+    runs = t["probe_runs"]
+    assert {"model", "weights", "dataset", "layer", "method", "fraction", "seed", "k", "dim",
+            "accuracy", "full_accuracy", "train_subset", "code_version"} <= set(runs)
+    assert runs.weights.notna().all() and _in(runs.accuracy, 0, 1)
+    assert _one_row_per(runs, ["model", "dataset", "layer", "method", "fraction", "seed"])
+    random = runs[runs.method == "random"]
+    for model in p["vision_models"]:
+        for dataset in p["vision_datasets"]:
+            cell = random[(random.model == model) & (random.dataset == dataset)]
+            assert len(cell) == len(p["fractions"]) * p["n_seeds"], (model, dataset)
+    assert (runs.k <= runs.dim).all()
+    curve = t["accuracy_curve"]
+    assert np.allclose(curve.ratio, curve.accuracy / curve.full_accuracy)
+    dr = t["diffuse_redundancy"]
+    assert len(dr) == len(p["vision_models"]) * len(p["vision_datasets"]) + \
+        len(p["text_models"]) * len(p["text_datasets"])
+    for d in p["dr_deltas"]:
+        assert _in(dr[f"DR({d:g})"], 0, 1)
+    cka = t["subset_cka"]
+    assert len(cka) == len(p["vision_models"]) * len(p["cka_sizes"]) * p["n_seeds"]
+    assert _in(cka.cka, -0.2, 1.0 + 1e-9)
+    cost = t["class_cost"]
+    assert (cost.mean_class_drop <= cost.worst_class_drop + 1e-12).all()
+    layers = set(t["layer_dr"].layer)
+    assert layers == {"penultimate", *p["intermediate_layers"]}
+    cmp = t["paper_vs_this_run"]
+    assert cmp.this_run.notna().all() and (cmp.paper > 0).all()
+
+
+def check_02(t: dict, p: dict):
+    summary = t["task_summary"]
+    assert len(summary) == len(p["tasks"]) * len(p["delta_pairs"])
+    assert _one_row_per(summary, ["model", "dataset", "delta_layer", "delta_neuron"])
+    assert _in(summary.oracle_test, 0, 1) and _in(summary.minimal_test, 0, 1)
+    assert (summary.minimal_k <= summary.neurons_after_cc).all()
+    assert (summary.neurons_after_cc <= summary.neurons_after_ls).all()
+    assert (summary.neurons_after_ls <= summary.neurons_total).all()
+    general = t["general_redundancy"]
+    assert len(general) == len(p["models"]) * len(p["thresholds"])
+    for _, g in general.groupby("model"):
+        assert _in(g.pct_redundant, 0, 100)
+        assert (np.diff(g.sort_values("threshold").pct_redundant) >= 0).all()
+    sim = t["layer_similarity"]
+    assert np.allclose(sim[sim.layer_a == sim.layer_b].cka, 1.0) and _in(sim.cka, -1e-6, 1 + 1e-6)
+    curves = t["selection_curves"]
+    assert set(curves.method) == {"ranked", "random"} and _in(curves.test_acc, 0, 1)
+    assert len(t["probe_cost"]) == 2 * len(p["tasks"])
+    assert t["paper_vs_run"]["this run"].notna().all()
+
+
+def check_03(t: dict, p: dict):
+    curves = t["fraction_curves"]
+    assert _one_row_per(curves, ["model", "dataset", "shots", "ranking", "k"])
+    assert _in(curves.acc, 0, 1) and (curves.ci95 >= 0).all()
+    assert set(curves.ranking) == {"oracle", "random"} and set(curves.shots) <= set(p["shots"])
+    assert (curves.n_episodes == p["n_episodes"]).all()
+    conf = t["confounders"]
+    assert _one_row_per(conf, ["dim"]) and set(conf.effect) <= {
+        "dropping helps", "no clear effect", "dropping hurts"}
+    masks = t["soft_mask"]
+    assert _one_row_per(masks, ["model", "dataset", "classifier", "shots", "method"])
+    assert np.allclose(masks[masks.method == "no mask"].gain, 0)
+    assert len(t["closing_summary"]) == len(p["backbones"]) * len(p["datasets"])
+
+
+def check_04(t: dict, p: dict):
+    from diffred.transfer import PAPER_FINDINGS
+    cmp = t["paper_vs_run"]
+    assert len(cmp) == len(PAPER_FINDINGS)
+    assert set(cmp["controlled: reproduced"]) <= {"yes", "no", "—"}
+    acc = t["accuracy_controlled"]
+    assert len(acc) == len(p["targets"]) * 2 * len(p["seeds"]) and _in(acc.accuracy, 0, 1)
+    assert _one_row_per(acc, ["dataset", "init", "seed"])
+    for arm in ("controlled", "real"):
+        interp = t[f"interpolation_{arm}"]
+        assert interp.groupby("pair")["lambda"].count().min() >= p["interpolation_points"]
+        assert (interp.barrier >= 0).all() and _in(interp.accuracy, 0, 1)
+        crit = t[f"criticality_{arm}"]
+        assert _in(crit.alpha, 0, 1) and _in(crit.critical_alpha, 0, 1)
+        assert (t[f"distances_{arm}"].l2_distance >= 0).all()
+        assert _in(t[f"cka_{arm}"].cka, -1e-6, 1 + 1e-6)
+    blocks = t["block_shuffle_controlled"]
+    assert set(blocks.block) == set(p["blocks"])
+    assert set(t["checkpoints_controlled"].checkpoint_epoch) == set(p["save_epochs"])
+
+
+CHECKS = {"01": check_01, "02": check_02, "03": check_03, "04": check_04}
+
+
+@pytest.mark.parametrize("chapter", list(chapters()))
+def test_chapter_runs_at_quick_scale_and_writes_its_tables(chapter, tmp_path, monkeypatch):
+    monkeypatch.setenv("DIFFRED_RESULTS", str(tmp_path / "results"))
+    out = run_chapter(chapter, {"quick": True}, tmp_path / f"{chapter}.ipynb")
+    nb = nbformat.read(out, as_version=4)
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+              if o.get("output_type") == "error"]
+    assert not errors
+    folder = tmp_path / "results" / chapter
+    tables = {f.stem: pd.read_csv(f) for f in sorted(folder.glob("*.csv"))}
+    assert tables, f"chapter {chapter} wrote no table"
+    for name in tables:
+        provenance = json.loads((folder / f"{name}.json").read_text())
+        assert provenance["table"] == name and provenance["rows"] == len(tables[name])
+    params = resolve_parameters(chapter, {"quick": True})
+    assert quick_preset(chapters()[chapter])
+    CHECKS[chapter[:2]](tables, params)
