@@ -75,8 +75,6 @@ class Number(Rule):
             if float(value) != int(value):
                 raise Invalid(f"expected {self.expected()}, got {value!r}")
             value = int(value)
-        else:
-            value = float(value)
         low_bad = self.low is not None and (value < self.low or (self.open_low and value == self.low))
         high_bad = self.high is not None and (value > self.high
                                               or (self.open_high and value == self.high))

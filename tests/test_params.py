@@ -38,7 +38,7 @@ def test_scalars_none_and_hub_names():
     assert rules.value("quick", "true") is True and rules.value("quick", "True") is True
     assert rules.value("vision_models", "timm:resnet50,efficientnet_lite0") == [
         "timm:resnet50", "efficientnet_lite0"]
-    assert schema("02").value("delta_pairs", "[[1,1],[2,1]]") == [[1.0, 1.0], [2.0, 1.0]]
+    assert schema("02").value("delta_pairs", "[[1,1],[2,1.5]]") == [[1, 1], [2, 1.5]]
 
 
 # --------------------------------------------------------------------------- failures
