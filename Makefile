@@ -38,9 +38,10 @@ test-fast: install sysdeps
 	$(BIN)/pytest -q -m "not slow"
 
 book: install sysdeps
-	# --all: every chapter is re-executed (Sphinx would skip a page whose source is unchanged,
-	# even when diffred/ changed); features, sweeps and checkpoints still come from the cache.
-	$(BIN)/jupyter-book build --all .   # a failing cell fails the build (_config.yml)
+	# every chapter executed by papermill (one line per chapter with its wall time), then the site
+	# built from the executed notebooks; a failing cell fails the build. Features, sweeps and
+	# checkpoints come from the cache.
+	$(BIN)/diffred book
 	@test -f _build/html/index.html && echo "book: _build/html/index.html"
 
 # The whole book at smoke-test scale (every chapter with quick=True), in minutes.

@@ -86,22 +86,28 @@ def run_chapter(chapter: str, params: dict | None = None, output: Path | None = 
 
 def build_book(params: dict | None = None, output: Path | None = None,
                progress: bool = False) -> Path:
-    """Execute every chapter with papermill (same ``params`` for all, each chapter taking the
-    ones it knows) and build the site from those executed notebooks, without re-executing.
+    """Execute every chapter with papermill, printing each one's wall time, then build the site
+    from the executed notebooks (nothing is executed twice).  Returns the site's index.html.
 
-    ``diffred book -p quick True`` gives the whole book at smoke-test scale in minutes;
-    ``diffred book -p device cuda`` builds it from GPU runs.  Returns the site's index.html.
+    Without ``params`` this is the book (``make book``): results in ``data/results``, site in
+    ``_build/html``.  With them (``diffred book -p quick True``, ``-p device cuda``) everything —
+    executed notebooks, results, site — goes under ``output`` (default ``_build/papermill``), so
+    the default results are never overwritten by a variant.
     """
     import shutil
     import subprocess
     import yaml
-    output = Path(output or PROJECT_DIR / "_build" / "papermill").resolve()
-    os.environ["DIFFRED_RESULTS"] = str(output / "results")   # keep data/results for `make book`
-    source = output / "src"
+    variant = bool(params) or output is not None
+    output = Path(output or (PROJECT_DIR / "_build" / "papermill" if params else PROJECT_DIR))
+    output = output.resolve()
+    if variant:
+        os.environ["DIFFRED_RESULTS"] = str(output / "results")
+    source = output / "_build" / "executed"
     if source.exists():
         shutil.rmtree(source)
     (source / "chapters").mkdir(parents=True)
     per_chapter = book_parameters(params or {})
+    started = time.perf_counter()
     for i, (stem, mine) in enumerate(per_chapter.items(), 1):
         print(f"[{i}/{len(per_chapter)}] {stem} ...", flush=True)
         t0 = time.perf_counter()
@@ -113,8 +119,11 @@ def build_book(params: dict | None = None, output: Path | None = None,
     for name in ("_toc.yml", "intro.md"):
         shutil.copy(PROJECT_DIR / name, source / name)
     jb = Path(sys.executable).parent / "jupyter-book"
+    t0 = time.perf_counter()
     subprocess.run([str(jb), "build", str(source), "--path-output", str(output)], check=True,
-                   cwd=str(PROJECT_DIR))
+                   cwd=str(PROJECT_DIR), stdout=subprocess.DEVNULL if not progress else None)
+    print(f"site built in {time.perf_counter() - t0:.0f} s; book in "
+          f"{time.perf_counter() - started:.0f} s", flush=True)
     return output / "_build" / "html" / "index.html"
 
 
