@@ -127,6 +127,35 @@ def build_book(params: dict | None = None, output: Path | None = None,
     return output / "_build" / "html" / "index.html"
 
 
+def _cache_command(args) -> None:
+    """``diffred cache verify|info|gc`` on the cache folder (``DIFFRED_CACHE``)."""
+    from . import cache
+    from .paths import cache_dir
+    root = cache_dir()
+    if args.action == "info":
+        rows = cache.cache_info(root)
+        print(f"cache {root}")
+        print(f"{'kind':<24}{'entries':>8}{'MB':>10}{'leftovers':>11}")
+        for r in rows:
+            print(f"{r['kind']:<24}{r['entries']:>8}{r['bytes'] / 1e6:>10.1f}{r['leftovers']:>11}")
+        print(f"{'total':<24}{sum(r['entries'] for r in rows):>8}"
+              f"{sum(r['bytes'] for r in rows) / 1e6:>10.1f}{sum(r['leftovers'] for r in rows):>11}")
+    elif args.action == "verify":
+        checked = cache.verify_cache(root)
+        bad = [(kind, key, why) for kind, key, why in checked if why]
+        for kind, key, why in bad:
+            print(f"removed {kind}/{key}: {why}")
+        kinds = sorted({kind for kind, _, _ in checked})
+        print(f"verified {len(checked)} entries of {len(kinds)} kinds ({', '.join(kinds)}) in "
+              f"{root}: {len(checked) - len(bad)} valid, {len(bad)} damaged and removed")
+    else:
+        from .extract import EXTRACT_VERSION
+        removed = cache.collect_garbage(root, {"features": EXTRACT_VERSION})
+        for path, why in removed:
+            print(f"removed {path}: {why}")
+        print(f"gc: removed {len(removed)} leftover or obsolete items from {root}")
+
+
 # --------------------------------------------------------------------------- main
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="diffred", description=__doc__.splitlines()[0])
@@ -150,6 +179,9 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--n-per-class", type=int)
     e.add_argument("--n", type=int)
     e.add_argument("--resolution", type=int)
+    c = sub.add_parser("cache", help="check every entry (verify), size per kind (info), "
+                                     "remove leftovers and obsolete entries (gc)")
+    c.add_argument("action", choices=("verify", "info", "gc"))
     return p
 
 
@@ -175,6 +207,8 @@ def main(argv=None) -> int:
                          n=args.n, resolution=args.resolution)
             print(f"{args.model} {args.dataset}/{args.split} layer {args.layer}: X {f.X.shape}, "
                   f"cache key {f.meta['key']}")
+        elif args.command == "cache":
+            _cache_command(args)
     except (DiffredError, ValueError) as err:
         print(f"diffred: error: {err}", file=sys.stderr)
         return 2

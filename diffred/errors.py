@@ -10,6 +10,10 @@ class AssetNotFound(DiffredError):
     """A dataset or model that is nowhere to be found (the message says where we looked)."""
 
 
+class CacheWriteError(DiffredError):
+    """The cache cannot be written (disk full, read-only, no permission); names the folder."""
+
+
 def check_choice(what: str, value, choices) -> None:
     """Raise ``ValueError`` naming ``value`` and the valid ``choices`` unless it is one of them."""
     choices = list(choices)

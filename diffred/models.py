@@ -80,7 +80,10 @@ def _memo_sha(paths: list[Path]) -> str:
             changed = True
         h.update(memo[tag].encode())
     if changed:
-        atomic_write_bytes(memo_file, json.dumps(memo, indent=0).encode())
+        try:
+            atomic_write_bytes(memo_file, json.dumps(memo, indent=0).encode())
+        except OSError:   # a read-only or full cache: hash again next time
+            pass
     return h.hexdigest()[:24]
 
 
