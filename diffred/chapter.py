@@ -8,7 +8,8 @@ smoke-test preset), and the prologue::
 which applies the quick preset to the parameters still at their defaults (explicit ``-p`` values
 win), checks every parameter against :data:`SCHEMAS` before anything is computed, sets up the
 charts (house theme and offline renderer), starts the timer, and collects the result tables
-(``ch.save(df, "probe_runs")``) with their provenance.  ``ch.finish()`` ends the chapter.
+(``ch.save(df, "probe_runs")``) with their provenance; ``ch.finish()`` ends the chapter and
+swaps its tables into ``<results>/<chapter>/`` together.
 """
 from __future__ import annotations
 
@@ -234,7 +235,9 @@ class Chapter:
         self.defaults = defaults
         namespace.update(self.params)
         from . import plots
+        from .results import ResultSet
         plots.setup()
+        self.results = ResultSet(self.name)
         self.started = time.perf_counter()
 
     @property
@@ -247,13 +250,19 @@ class Chapter:
         return time.perf_counter() - self.started
 
     def save(self, df, name: str) -> Path:
-        """Save a result table with the chapter's parameters as provenance."""
-        from .results import save_table
-        return save_table(df, name, self.name, **self.params)
+        """Stage a result table, with the chapter's parameters as provenance; it reaches
+        ``<results>/<chapter>/`` with all the others when the chapter finishes."""
+        return self.results.save(df, name, **self.params)
 
     def finish(self) -> str:
-        """End of the chapter: its compute time, as a line for the page."""
-        return f"chapter compute time: {self.elapsed:.0f} s"
+        """End of the chapter: every staged table swapped into ``<results>/<chapter>/`` at once
+        (an interrupted run leaves the previous tables intact); its compute time, as a line."""
+        folder = self.results.commit()
+        try:
+            folder = folder.resolve().relative_to(PROJECT_DIR)
+        except ValueError:
+            pass
+        return f"chapter compute time: {self.elapsed:.0f} s; tables in {folder}/"
 
 
 __all__ = ["Chapter", "ParameterError", "SCHEMAS", "SHARED", "chapter_defaults", "chapters",
