@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import ast
 import errno
+import functools
 import hashlib
 import importlib
 import inspect
@@ -448,6 +449,43 @@ def cached_tables(kind: str, spec: dict, compute: Callable[[], dict[str, "pd.Dat
         _warn(f"{err} (tables not cached)")
     return {name: pd.read_csv(io.BytesIO(df.to_csv(index=False).encode()))
             for name, df in tables.items()}
+
+
+def _spec_of(value):
+    """How an argument enters a cache key: its ``cache_spec`` (objects that know their content,
+    e.g. a pool of cached features), else the value itself (JSON; tuples become lists)."""
+    if hasattr(value, "cache_spec"):
+        return value.cache_spec
+    if isinstance(value, (list, tuple, range)):
+        return [_spec_of(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _spec_of(v) for k, v in value.items()}
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def cached_table(kind: str, code: tuple = (), ignore: tuple = ("device", "progress")):
+    """Decorator: a function that returns one DataFrame, answered from :func:`cached_tables`.
+
+    The key holds every argument (defaults filled in; ``ignore`` left out — they change where
+    or how visibly the work runs, not its result) and the code version of the function's module
+    plus ``code``, so a warm rerun with the same inputs computes nothing."""
+    def wrap(fn):
+        signature = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def cached(*args, **kwargs):
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            spec = {"function": producer_name(fn),
+                    "arguments": {k: _spec_of(v) for k, v in bound.arguments.items()
+                                  if k not in ignore}}
+            return cached_tables(kind, spec, lambda: {"table": fn(*args, **kwargs)},
+                                 code=(sys.modules[fn.__module__], *code))["table"]
+        cached.uncached = fn
+        return cached
+    return wrap
 
 
 # --------------------------------------------------------------------------- maintenance

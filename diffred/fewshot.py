@@ -10,7 +10,8 @@ Everything here is batched over episodes: E episodes are one tensor problem of s
 * :func:`importance` / :func:`two_way_importance` — per-dimension importance.
 * :func:`episode_accuracy` — batched logistic regression or nearest centroid.
 * :func:`fraction_curves`, :func:`confounders`, :func:`soft_mask_comparison` — the chapter's
-  three experiments, each returning a tidy DataFrame; ``*_chart`` draw them.
+  three experiments, each returning a tidy DataFrame, cached by content (pool features,
+  settings, code: a warm rerun computes nothing); ``*_chart`` draw them.
 
 Feature pipeline (as in the authors' precursor code, Channel_Importance_FSL): optionally keep
 a subset of dimensions (hard mask) or multiply by ``importance / mean|x|`` (soft mask), then
@@ -23,6 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from . import probe
+from .cache import cached_table
 from .errors import check_choice
 
 CLASSIFIERS = ("lr", "nc")
@@ -55,6 +58,11 @@ class Pool:
     def n_classes(self) -> int:
         return len(self.classes)
 
+    @property
+    def cache_spec(self) -> dict:
+        """What a pool is, by content (its features' cache keys): the key of cached results."""
+        return self.meta
+
 
 def load_pool(model: str, dataset: str, *, split: str = "test", n_per_class: int = 100,
               seed: int = 0, resolution: int = 160, views: int = 4,
@@ -83,7 +91,8 @@ def load_pool(model: str, dataset: str, *, split: str = "test", n_per_class: int
         has_views[pick] = True
     meta = {"model": model, "weights": plain.meta.get("weights"), "dataset": dataset,
             "split": split, "subset": f"n_per_class={n_per_class}", "seed": seed,
-            "resolution": resolution, "views": views}
+            "resolution": resolution, "views": views, "features": plain.meta["key"],
+            "view_features": aug.meta["key"] if views else None}
     return Pool(np.array(plain.X, np.float32), np.array(plain.y), list(data.classes),
                 all_views, has_views, meta)
 
@@ -331,6 +340,7 @@ def _pool_tensors(pool: Pool, device):
 
 
 # --------------------------------------------------------------------------- experiment 1
+@cached_table("fewshot", code=(probe,))
 def fraction_curves(pool: Pool, shots=(1, 5, 10, 20),
                     fractions=(0.005, 0.01, 0.02, 0.05, 0.2, 1.0), *, n_way: int = 5, n_query: int = 15, n_episodes: int = 600,
                     seed: int = 0, classifier: str = "lr", episode_batch: int = 300,
@@ -381,6 +391,7 @@ def fraction_curves(pool: Pool, shots=(1, 5, 10, 20),
 
 
 # --------------------------------------------------------------------------- experiment 2
+@cached_table("fewshot", code=(probe,))
 def confounders(pool: Pool, *, n_way: int = 5, k_shot: int = 1, n_query: int = 15,
                 n_episodes: int = 600, seed: int = 0, episode_batch: int = 50,
                 device: str | None = None) -> pd.DataFrame:
@@ -434,6 +445,7 @@ METHODS = ("no mask", "augmented support, no mask", "hard top-k (support)",
            "soft mask (support)", "soft mask (oracle)")
 
 
+@cached_table("fewshot", code=(probe,))
 def soft_mask_comparison(pool: Pool, shots=(1, 5), *, n_way: int = 5, n_query: int = 15,
                          n_episodes: int = 600, seed: int = 0, topk_fraction: float = 0.05,
                          shrink: float = 0.5, classifiers=CLASSIFIERS, episode_batch: int = 300,

@@ -584,3 +584,82 @@ def paper_vs_run(general: pd.DataFrame, summary: pd.DataFrame, threshold: float 
                      "paper": PAPER_CLAIMS["pct_neurons_at_97"],
                      "this run": round(float(g.minimal_pct.max()), 2)})
     return pd.DataFrame(rows)
+
+
+# ============================================================================ cached chapter verbs
+def _feature_keys(model: str, dataset: str, split: str, n: int | None, seed: int = 0,
+                  pooling: str = "cls", device: str | None = None,
+                  progress: bool = False) -> list[str]:
+    """Content keys of every layer's cached features (extracted on a miss): what a result
+    computed from them depends on — weights hash, data subset, preprocessing."""
+    from . import features
+    feats = features(model, dataset, split, layer="all", n=n, seed=seed, pooling=pooling,
+                     device=device, progress=progress)
+    return [feats[k].meta["key"] for k in sorted(feats)]
+
+
+def general_tables(model: str, dataset: str = "ud_pos", n: int = 5000,
+                   thresholds: Sequence[float] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
+                   device: str | None = None, progress: bool = False
+                   ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`general_redundancy`, answered from the result cache when the features, the
+    thresholds and the code are unchanged (a warm rebuild clusters nothing)."""
+    import sys
+
+    from . import similarity
+    from .cache import cached_tables
+    spec = {"model": model, "features": _feature_keys(model, dataset, "train", n, device=device,
+                                                      progress=progress),
+            "thresholds": [float(t) for t in thresholds]}
+
+    def compute():
+        sim, curve = general_redundancy(model, dataset, n, thresholds, device=device,
+                                        progress=progress)
+        return {"similarity": sim, "curve": curve}
+    tables = cached_tables("general-redundancy", spec, compute,
+                           code=(sys.modules[__name__], similarity))
+    return tables["similarity"], tables["curve"]
+
+
+def task_tables(model: str, task: str, n_train: int, n_eval: int, *, pooling: str = "cls",
+                seed: int = 0, deltas: Sequence[tuple] = DELTAS, threshold: float = 0.3,
+                percentages: Sequence[float] = PERCENTAGES, random_seeds: int = 1,
+                C: float = 1.0, max_iter: int = 300, device: str | None = None,
+                progress: bool = False) -> dict[str, pd.DataFrame]:
+    """:func:`task_redundancy` of one model and task as tables (summary, curves, layers,
+    cost), from the result cache when the features, the settings and the code are unchanged."""
+    import sys
+
+    from . import probe, similarity
+    from .cache import cached_tables
+    keys = {split: _feature_keys(model, task, split, n, seed, pooling, device, progress)
+            for split, n in (("train", n_train), ("dev", n_eval), ("test", n_eval))}
+    spec = {"model": model, "task": task, "features": keys, "pooling": pooling, "seed": seed,
+            "deltas": [list(d) for d in deltas], "threshold": threshold,
+            "percentages": [float(p) for p in percentages], "random_seeds": random_seeds,
+            "C": C, "max_iter": max_iter}
+
+    def compute():
+        data = load_task(model, task, n_train, n_eval, n_eval, pooling, seed, device, progress)
+        r = task_redundancy(data, [tuple(d) for d in deltas], threshold, percentages,
+                            random_seeds, C, max_iter, device, seed)
+        return {"summary": r.summary, "curves": r.curves, "layers": r.layers, "cost": r.cost}
+    return cached_tables("task-redundancy", spec, compute,
+                         code=(sys.modules[__name__], probe, similarity))
+
+
+def run_tasks(model_tasks: dict, *, n_train_tokens: int, n_eval_tokens: int,
+              n_train_sentences: int, n_eval_sentences: int, **settings
+              ) -> dict[str, pd.DataFrame]:
+    """:func:`task_tables` for every model and its tasks ({model: [task, ...]}), token tasks
+    on ``n_*_tokens`` words and sentence tasks on ``n_*_sentences`` sentences; the tables of
+    all runs concatenated (summary, curves, layers, cost)."""
+    parts: dict[str, list] = {}
+    for model, tasks in model_tasks.items():
+        for task in tasks:
+            token = task in TOKEN_TASKS
+            tables = task_tables(model, task, n_train_tokens if token else n_train_sentences,
+                                 n_eval_tokens if token else n_eval_sentences, **settings)
+            for name, df in tables.items():
+                parts.setdefault(name, []).append(df)
+    return {name: pd.concat(dfs, ignore_index=True) for name, dfs in parts.items()}
