@@ -36,7 +36,7 @@ def main(argv=None) -> int:
     import torch
 
     import diffred
-    from diffred import neurons
+    from diffred import neurons, similarity
 
     t0 = time.perf_counter()
     feats = diffred.features(args.model, args.dataset, "train", layer="all", n=args.tokens,
@@ -46,12 +46,12 @@ def main(argv=None) -> int:
     rss_before = peak_rss_mb()
 
     t0 = time.perf_counter()
-    acc = neurons.StreamingCorrelation(args.device)
+    acc = similarity.StreamingCorrelation(args.device)
     for chunk in neurons.layer_chunks(layers, args.chunk_rows):
         acc.update(chunk)
     corr_s = time.perf_counter() - t0
     t1 = time.perf_counter()
-    Z = neurons.correlation_linkage(acc.correlation())   # no outer reference: freed in place
+    Z = similarity.correlation_linkage(acc.correlation())   # no outer reference: freed in place
     link_s = time.perf_counter() - t1
     curve = neurons.redundancy_curve(Z, [0.1, 0.2, 0.3, 0.5, 0.7])
     total_s = time.perf_counter() - t0

@@ -16,6 +16,8 @@ import torch
 import diffred.extract as ex
 from diffred import load_dataset, load_model
 from diffred.cache import ArrayStore
+from diffred.device import default_device
+from diffred.images import image_batches, normalise
 
 
 def main():
@@ -26,7 +28,7 @@ def main():
     ap.add_argument("--resolution", type=int, default=160)
     ap.add_argument("--batch-size", type=int, default=32)
     args = ap.parse_args()
-    device = ex.default_device()
+    device = default_device()
     data = load_dataset(args.dataset, "test", n=args.n, seed=1)
     backbone = load_model(args.model)
     model = backbone.module.to(device)
@@ -35,7 +37,7 @@ def main():
     # the same images, decoded, resized and normalised beforehand (random tensors are no
     # fair stand-in: on CPU they drive activations into slow denormal arithmetic)
     prep = ex._vision_preprocess(args.model, data, R, backbone)
-    batches = [ex.normalise(b, prep, device) for b in ex.image_batches(data, prep, B)]
+    batches = [normalise(b, prep, device) for b in image_batches(data.items, prep, B)]
 
     def bare_forward() -> float:
         """images/s of the model alone on preloaded tensors."""

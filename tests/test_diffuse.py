@@ -1,4 +1,4 @@
-"""Chapter 1 (diffuse redundancy): subsets, baselines, DR metric, frontier, CKA, smoke run."""
+"""Chapter 1 (diffred.diffuse): subsets, baselines, DR metric, frontier, CKA, smoke run."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from diffred import redundancy as R
+from diffred import diffuse as R
 
 
 # --------------------------------------------------------------------------- subsets

@@ -1,0 +1,124 @@
+"""The package's shape: no import cycle between its modules, no oversized module."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "diffred"
+MAX_LINES = 650
+
+
+def package_modules(package: Path = PACKAGE) -> dict[str, Path]:
+    """Dotted module name -> file, for every module of the package."""
+    out = {}
+    for path in sorted(package.rglob("*.py")):
+        rel = path.relative_to(package.parent).with_suffix("")
+        out[".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts)] = path
+    return out
+
+
+def _resolve(target: str, modules) -> str:
+    """The innermost package module a dotted name refers to (``diffred.x.y`` -> ``diffred.x``
+    when y is a name defined in x)."""
+    while target not in modules and "." in target:
+        target = target.rsplit(".", 1)[0]
+    return target
+
+
+def import_graph(modules: dict[str, Path]) -> dict[str, set[str]]:
+    """module -> package modules it imports: top-level and inside functions, ``from .x import``,
+    ``from . import x``, ``import diffred.x`` and ``__import__('diffred...')``."""
+    root = min(modules, key=len)                  # the package itself
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+        targets: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = package.split(".")
+                    base = base[:len(base) - node.level + 1]
+                    base = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    base = node.module or ""
+                if base == root or base.startswith(root + "."):
+                    for alias in node.names:   # `from pkg import submodule` imports it
+                        sub = f"{base}.{alias.name}"
+                        targets.add(sub if sub in modules else _resolve(base, modules))
+            elif isinstance(node, ast.Import):
+                targets |= {_resolve(a.name, modules) for a in node.names
+                            if a.name == root or a.name.startswith(root + ".")}
+            elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                  and node.func.id == "__import__" and node.args
+                  and isinstance(node.args[0], ast.Constant)
+                  and str(node.args[0].value).split(".")[0] == root):
+                targets.add(_resolve(node.args[0].value, modules))
+        graph[name] = {t for t in targets if t in modules and t != name}
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle as [a, b, ..., a], or None."""
+    state: dict[str, int] = {}          # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node):
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                return path[path.index(nxt):] + [nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        path.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node)):
+            return found
+    return None
+
+
+def test_import_graph_sees_every_kind_of_import():
+    """The walker finds top-level and function-level relative imports, ``from . import x``,
+    absolute imports and ``__import__`` (a graph that saw nothing could not fail)."""
+    graph = import_graph(package_modules())
+    assert "diffred.datasets" in graph["diffred"]                # from .datasets import ...
+    assert "diffred.images" in graph["diffred.extract"]          # top level
+    assert "diffred.probe" in graph["diffred.diffuse"]           # inside a function
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+@pytest.mark.parametrize("source, edge", [
+    ("def f():\n    from .extract import features\n", "diffred.extract"),
+    ("from . import images\n", "diffred.images"),
+    ("import diffred.models\n", "diffred.models"),
+    ("from diffred.cache import hash_key\n", "diffred.cache"),
+    ("x = __import__('diffred').features\n", "diffred"),
+])
+def test_import_graph_kinds(tmp_path, source, edge):
+    pkg = tmp_path / "diffred"
+    pkg.mkdir()
+    for name in ("__init__", "extract", "images", "models", "cache"):
+        (pkg / f"{name}.py").write_text("")
+    (pkg / "probe.py").write_text(source)
+    graph = import_graph(package_modules(pkg))
+    assert graph["diffred.probe"] == {edge}
+    (pkg / "extract.py").write_text("from .probe import x\n")   # probe -> extract -> probe
+    if edge == "diffred.extract":
+        assert find_cycle(import_graph(package_modules(pkg))) is not None
+
+
+def test_no_import_cycle():
+    cycle = find_cycle(import_graph(package_modules()))
+    assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def test_no_module_over_the_line_limit():
+    sizes = {name: len(p.read_text().splitlines()) for name, p in package_modules().items()}
+    big = {name: n for name, n in sizes.items() if n > MAX_LINES}
+    assert not big, f"modules over {MAX_LINES} lines: {big}"
