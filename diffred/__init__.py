@@ -3,7 +3,7 @@
 Verbs: :func:`features` (cached extraction), :func:`probe_accuracy` (batched linear probes),
 :func:`linear_cka`, :func:`load_dataset`, :func:`load_model`.
 """
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: E402,F401
 
 from .chapter import Chapter  # noqa: E402
 from .datasets import DATASETS, load_dataset  # noqa: E402

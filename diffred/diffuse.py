@@ -208,7 +208,7 @@ def run_sweeps(models, datasets, *, layers=("penultimate",), extract_layers=None
     ``probe_seconds`` (wall time of that layer's whole sweep when it was fitted).  Sweeps are
     cached (:func:`cached_sweep`), so a warm rerun fits no probe.
     """
-    from . import __version__
+    from ._version import __version__
     from .extract import features, text_num_layers
     from .models import model_kind
     train_subset = dict(train_subset or {})

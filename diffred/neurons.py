@@ -146,12 +146,13 @@ def load_task(model: str, task: str, n_train: int | None, n_dev: int | None,
     (dev = 10% of the official train set, test = the official dev set) pooled by ``pooling``.
     """
     from .datasets import DATASETS
+    from .extract import features
     check_choice("task", task, TOKEN_TASKS + SENTENCE_TASKS)
     token = DATASETS[task].kind == "tokens"
     parts, meta = {}, {}
     for split, n in (("train", n_train), ("dev", n_dev), ("test", n_test)):
-        feats = __import__("diffred").features(model, task, split, layer="all", n=n, seed=seed,
-                                               pooling=pooling, device=device, progress=progress)
+        feats = features(model, task, split, layer="all", n=n, seed=seed, pooling=pooling,
+                         device=device, progress=progress)
         layers = [feats[k] for k in sorted(feats)]
         parts[split] = (np.concatenate([np.asarray(f.X, np.float32) for f in layers], axis=1),
                         np.asarray(layers[0].y))
@@ -466,7 +467,7 @@ def general_redundancy(model: str, dataset: str = "ud_pos", n: int = 5000,
     Features of every layer (first ``n`` words of ``dataset``'s train split) are read from the
     cache layer by layer in chunks of ``chunk_rows`` rows; returns (similarity, curve), both
     with provenance columns."""
-    from . import features
+    from .extract import features
     feats = features(model, dataset, "train", layer="all", n=n, device=device, progress=progress)
     layers = [feats[k].X for k in sorted(feats)]
     meta = feats[0].meta
@@ -508,7 +509,7 @@ def _feature_keys(model: str, dataset: str, split: str, n: int | None, seed: int
                   progress: bool = False) -> list[str]:
     """Content keys of every layer's cached features (extracted on a miss): what a result
     computed from them depends on — weights hash, data subset, preprocessing."""
-    from . import features
+    from .extract import features
     feats = features(model, dataset, split, layer="all", n=n, seed=seed, pooling=pooling,
                      device=device, progress=progress)
     return [feats[k].meta["key"] for k in sorted(feats)]

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import __version__
+from ._version import __version__
 from .cache import atomic_write_bytes
 from .paths import results_dir
 
