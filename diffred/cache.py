@@ -66,7 +66,8 @@ def hash_key(spec: Any) -> str:
 
 def _digest(f, algo: str = HASH) -> str:
     """Hex digest of a binary file object from its current position."""
-    h, buf = hashlib.new(algo), bytearray(1 << 22)
+    size = os.fstat(f.fileno()).st_size - f.tell()
+    h, buf = hashlib.new(algo), bytearray(max(1, min(size, 1 << 22)))
     view = memoryview(buf)
     while n := f.readinto(buf):
         h.update(view[:n])
