@@ -8,7 +8,9 @@ algorithm, and manifests of either kind load).
 * **Integrity by default**: the first time a process opens an entry, every file is hashed and
   compared with its manifest (memoised on the file's inode, size, mtime and ctime, so warm
   reads are free).  ``verify=False`` checks sizes only, ``verify=True`` always hashes.  A bad
-  entry prints one warning line naming it, is removed, and the caller recomputes it.
+  entry prints one warning line naming it, is removed, and the caller recomputes it.  Cost
+  (measured): a 1.5 GB entry's first open takes 1.0 s from the page cache (1.7 s from disk)
+  instead of 0.4 ms; small feature entries 1.3 ms instead of 0.2 ms.
 * **Atomic, concurrent-safe commits**: an entry is written into a private temporary folder
   ``.<key>.tmp-<pid>-*`` and renamed into place; the first valid writer wins (a later one
   discards its copy).  Removal renames an entry to ``.<key>.trash-<pid>-*`` before deleting
@@ -470,8 +472,8 @@ def _leftovers(root: Path) -> Iterator[Path]:
         if not m:
             continue
         pid = m.group(m.re.groups)                     # None: old naming, stale after an hour
-        if (m.re is _LEFTOVER and m.group(1) == "trash") or \
-                (time.time() - path.lstat().st_mtime > 3600 if pid is None else not _alive(int(pid))):
+        stale = time.time() - path.lstat().st_mtime > 3600 if pid is None else not _alive(int(pid))
+        if stale or (m.re is _LEFTOVER and m.group(1) == "trash"):
             yield path
 
 

@@ -76,7 +76,8 @@ def make_read_only(monkeypatch):
     writing = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 
     def open_(file, mode="r", *args, **kwargs):
-        return refuse() if any(c in mode for c in "wax+") else real_open(file, mode, *args, **kwargs)
+        writes = any(c in mode for c in "wax+")
+        return refuse() if writes else real_open(file, mode, *args, **kwargs)
 
     def os_open(path, flags, *args, **kwargs):
         return refuse() if flags & writing else real_os_open(path, flags, *args, **kwargs)
