@@ -307,6 +307,7 @@ class EntryWriter:
             self.folder.parent.mkdir(parents=True, exist_ok=True)
             self.tmp = Path(tempfile.mkdtemp(dir=self.folder.parent,
                                              prefix=f".{self.key}.tmp-{os.getpid()}-"))
+            os.chmod(self.tmp, 0o755)              # mkdtemp's 0700 would hide the entry
         return self
 
     def _add(self, file: str) -> Path:
@@ -336,7 +337,8 @@ class EntryWriter:
             arr = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=tuple(shape))
             fd = os.open(path, os.O_RDWR)
             try:
-                os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+                if hasattr(os, "posix_fallocate"):      # not on macOS
+                    os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
             except OSError as err:
                 if err.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
                     raise

@@ -129,6 +129,7 @@ def test_damaged_feature_entry_is_never_returned_and_is_recomputed(
     np.testing.assert_array_equal(again.y, labels)
     assert np.isfinite(again.X).all()
     assert ex.STORE.check(key) is None and not leftovers(ex.STORE.root)
+    assert entry.stat().st_mode & 0o777 == 0o755            # readable by other users
 
 
 def test_first_open_hashes_and_warm_reads_are_free(cache, monkeypatch):
@@ -370,6 +371,7 @@ def test_interrupted_chapter_run_leaves_the_previous_tables_intact(tmp_path):
     assert pd.read_csv(path)["v"].tolist() == [3]
     assert json.loads((root / "01_x" / "a.json").read_text())["quick"] is True
     assert sorted(p.name for p in root.iterdir()) == ["01_x"]   # stale stage removed
+    assert (root / "01_x").stat().st_mode & 0o777 == 0o755
 
 
 def test_result_set_discards_on_error_and_exchange_swaps(tmp_path):
