@@ -289,6 +289,7 @@ class EntryWriter:
         self.store, self.key, self.meta = store, key, meta
         self.folder = store.path(key)
         self.files: list[str] = []
+        self._stems: set[str] = set()
 
     @contextmanager
     def _writing(self):
@@ -312,9 +313,10 @@ class EntryWriter:
 
     def _add(self, file: str) -> Path:
         stem = file.rsplit(".", 1)[0]
-        if any(f.rsplit(".", 1)[0] == stem for f in self.files):
+        if stem in self._stems:
             raise ValueError(f"entry {self.key} already has a file named {stem!r}")
         self.files.append(file)
+        self._stems.add(stem)
         return self.tmp / file
 
     def put(self, name: str, arr: np.ndarray) -> None:

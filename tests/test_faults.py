@@ -134,11 +134,14 @@ def test_damaged_feature_entry_is_never_returned_and_is_recomputed(
 
 def test_first_open_hashes_and_warm_reads_are_free(cache, monkeypatch):
     store, key = C.ArrayStore("k"), "ab" * 16
-    store.save(key, {"X": np.arange(1000.0), "y": np.arange(10)})
-    C._VERIFIED.clear()
     hashed = []
     real = C._digest
     monkeypatch.setattr(C, "_digest", lambda f, algo=C.HASH: (hashed.append(1), real(f, algo))[1])
+    store.save(key, {"X": np.arange(1000.0), "y": np.arange(10)})
+    assert len(hashed) == 2                                      # the commit hashes each file
+    assert store.load(key) is not None and len(hashed) == 2      # its writer need not re-hash
+    C._VERIFIED.clear()                                          # another process
+    hashed.clear()
     assert store.load(key) is not None and len(hashed) == 2      # first open: every file
     assert store.load(key, mmap=True) is not None and len(hashed) == 2   # warm: no hashing
     assert store.load(key, verify=True) is not None and len(hashed) == 4
