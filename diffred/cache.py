@@ -8,7 +8,9 @@ algorithm, and manifests of either kind load).
 * **Integrity by default**: the first time a process opens an entry, every file is hashed and
   compared with its manifest (memoised on the file's inode, size, mtime and ctime, so warm
   reads are free).  ``verify=False`` checks sizes only, ``verify=True`` always hashes.  A bad
-  entry prints one warning line naming it, is removed, and the caller recomputes it.
+  entry prints one warning line naming it, is removed, and the caller recomputes it.  Cost
+  (measured): a 1.5 GB entry's first open takes 1.0 s from the page cache (1.7 s from disk)
+  instead of 0.4 ms; small feature entries 1.3 ms instead of 0.2 ms.
 * **Atomic, concurrent-safe commits**: an entry is written into a private temporary folder
   ``.<key>.tmp-<pid>-*`` and renamed into place; the first valid writer wins (a later one
   discards its copy).  Removal renames an entry to ``.<key>.trash-<pid>-*`` before deleting
@@ -67,7 +69,8 @@ def hash_key(spec: Any) -> str:
 
 def _digest(f, algo: str = HASH) -> str:
     """Hex digest of a binary file object from its current position."""
-    h, buf = hashlib.new(algo), bytearray(1 << 22)
+    size = os.fstat(f.fileno()).st_size - f.tell()
+    h, buf = hashlib.new(algo), bytearray(max(1, min(size, 1 << 22)))
     view = memoryview(buf)
     while n := f.readinto(buf):
         h.update(view[:n])
@@ -287,6 +290,7 @@ class EntryWriter:
         self.store, self.key, self.meta = store, key, meta
         self.folder = store.path(key)
         self.files: list[str] = []
+        self._stems: set[str] = set()
 
     @contextmanager
     def _writing(self):
@@ -305,13 +309,15 @@ class EntryWriter:
             self.folder.parent.mkdir(parents=True, exist_ok=True)
             self.tmp = Path(tempfile.mkdtemp(dir=self.folder.parent,
                                              prefix=f".{self.key}.tmp-{os.getpid()}-"))
+            os.chmod(self.tmp, 0o755)              # mkdtemp's 0700 would hide the entry
         return self
 
     def _add(self, file: str) -> Path:
         stem = file.rsplit(".", 1)[0]
-        if any(f.rsplit(".", 1)[0] == stem for f in self.files):
+        if stem in self._stems:
             raise ValueError(f"entry {self.key} already has a file named {stem!r}")
         self.files.append(file)
+        self._stems.add(stem)
         return self.tmp / file
 
     def put(self, name: str, arr: np.ndarray) -> None:
@@ -334,7 +340,8 @@ class EntryWriter:
             arr = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=tuple(shape))
             fd = os.open(path, os.O_RDWR)
             try:
-                os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+                if hasattr(os, "posix_fallocate"):      # not on macOS
+                    os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
             except OSError as err:
                 if err.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
                     raise
@@ -507,8 +514,8 @@ def _leftovers(root: Path) -> Iterator[Path]:
         if not m:
             continue
         pid = m.group(m.re.groups)                     # None: old naming, stale after an hour
-        if (m.re is _LEFTOVER and m.group(1) == "trash") or \
-                (time.time() - path.lstat().st_mtime > 3600 if pid is None else not _alive(int(pid))):
+        stale = time.time() - path.lstat().st_mtime > 3600 if pid is None else not _alive(int(pid))
+        if stale or (m.re is _LEFTOVER and m.group(1) == "trash"):
             yield path
 
 

@@ -138,8 +138,9 @@ def _cache_command(args) -> None:
         print(f"{'kind':<24}{'entries':>8}{'MB':>10}{'leftovers':>11}")
         for r in rows:
             print(f"{r['kind']:<24}{r['entries']:>8}{r['bytes'] / 1e6:>10.1f}{r['leftovers']:>11}")
-        print(f"{'total':<24}{sum(r['entries'] for r in rows):>8}"
-              f"{sum(r['bytes'] for r in rows) / 1e6:>10.1f}{sum(r['leftovers'] for r in rows):>11}")
+        total = {k: sum(r[k] for r in rows) for k in ("entries", "bytes", "leftovers")}
+        print(f"{'total':<24}{total['entries']:>8}{total['bytes'] / 1e6:>10.1f}"
+              f"{total['leftovers']:>11}")
     elif args.action == "verify":
         checked = cache.verify_cache(root)
         bad = [(kind, key, why) for kind, key, why in checked if why]

@@ -75,6 +75,7 @@ class ResultSet:
             self.root.mkdir(parents=True, exist_ok=True)
             self._stage = Path(tempfile.mkdtemp(
                 dir=self.root, prefix=f".{self.chapter}.stage-{os.getpid()}-"))
+            os.chmod(self._stage, 0o755)           # mkdtemp's 0700 would hide the tables
         for file, data in _table_files(df, name, params).items():
             (self._stage / file).write_bytes(data)
         return self.folder / f"{name}.csv"

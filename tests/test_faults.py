@@ -76,7 +76,8 @@ def make_read_only(monkeypatch):
     writing = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 
     def open_(file, mode="r", *args, **kwargs):
-        return refuse() if any(c in mode for c in "wax+") else real_open(file, mode, *args, **kwargs)
+        writes = any(c in mode for c in "wax+")
+        return refuse() if writes else real_open(file, mode, *args, **kwargs)
 
     def os_open(path, flags, *args, **kwargs):
         return refuse() if flags & writing else real_os_open(path, flags, *args, **kwargs)
@@ -128,15 +129,19 @@ def test_damaged_feature_entry_is_never_returned_and_is_recomputed(
     np.testing.assert_array_equal(again.y, labels)
     assert np.isfinite(again.X).all()
     assert ex.STORE.check(key) is None and not leftovers(ex.STORE.root)
+    assert entry.stat().st_mode & 0o777 == 0o755            # readable by other users
 
 
 def test_first_open_hashes_and_warm_reads_are_free(cache, monkeypatch):
     store, key = C.ArrayStore("k"), "ab" * 16
-    store.save(key, {"X": np.arange(1000.0), "y": np.arange(10)})
-    C._VERIFIED.clear()
     hashed = []
     real = C._digest
     monkeypatch.setattr(C, "_digest", lambda f, algo=C.HASH: (hashed.append(1), real(f, algo))[1])
+    store.save(key, {"X": np.arange(1000.0), "y": np.arange(10)})
+    assert len(hashed) == 2                                      # the commit hashes each file
+    assert store.load(key) is not None and len(hashed) == 2      # its writer need not re-hash
+    C._VERIFIED.clear()                                          # another process
+    hashed.clear()
     assert store.load(key) is not None and len(hashed) == 2      # first open: every file
     assert store.load(key, mmap=True) is not None and len(hashed) == 2   # warm: no hashing
     assert store.load(key, verify=True) is not None and len(hashed) == 4
@@ -369,6 +374,7 @@ def test_interrupted_chapter_run_leaves_the_previous_tables_intact(tmp_path):
     assert pd.read_csv(path)["v"].tolist() == [3]
     assert json.loads((root / "01_x" / "a.json").read_text())["quick"] is True
     assert sorted(p.name for p in root.iterdir()) == ["01_x"]   # stale stage removed
+    assert (root / "01_x").stat().st_mode & 0o777 == 0o755
 
 
 def test_result_set_discards_on_error_and_exchange_swaps(tmp_path):
