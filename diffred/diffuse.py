@@ -168,25 +168,25 @@ def sweep(X_train, y_train, X_test, y_test, *, fractions=PAPER_FRACTIONS, seeds=
     return SweepResult(runs, pc)
 
 
-SWEEP_VERSION = "3"   # 3: probe.py tol 3e-5, whitening on every row, per-probe factors
-
-
 def cached_sweep(spec: dict, compute) -> SweepResult:
-    """A sweep's tables from ``<cache>/redundancy/<hash(spec)>/`` or computed and stored.
+    """A sweep's tables from the result cache (:func:`diffred.cache.cached_tables`), or
+    computed and stored.
 
-    ``spec`` names the cached features (their content keys) and every probe setting; the
-    tables are written atomically, ``runs.csv`` last (it marks a complete entry)."""
-    from .cache import atomic_write_bytes, hash_key
-    from .paths import cache_dir
-    folder = cache_dir() / "redundancy" / hash_key(spec)
-    if (folder / "runs.csv").exists() and (folder / "per_class.csv").exists():
-        return SweepResult(pd.read_csv(folder / "runs.csv"), pd.read_csv(folder / "per_class.csv"))
-    start = time.perf_counter()
-    res = compute()
-    res.runs["probe_seconds"] = time.perf_counter() - start
-    atomic_write_bytes(folder / "per_class.csv", res.per_class.to_csv(index=False).encode())
-    atomic_write_bytes(folder / "runs.csv", res.runs.to_csv(index=False).encode())
-    return res
+    ``spec`` names the cached features (their content keys) and every probe setting; the key
+    also holds the code version of this module and of the probe engine, so a changed solver
+    never serves a stale sweep."""
+    import sys
+
+    from . import probe
+    from .cache import cached_tables
+
+    def tables():
+        start = time.perf_counter()
+        res = compute()
+        res.runs["probe_seconds"] = time.perf_counter() - start
+        return {"runs": res.runs, "per_class": res.per_class}
+    out = cached_tables("sweep", spec, tables, code=(sys.modules[__name__], probe))
+    return SweepResult(out["runs"], out["per_class"])
 
 
 def _subset_str(meta: dict) -> str:
@@ -231,8 +231,7 @@ def run_sweeps(models, datasets, *, layers=("penultimate",), extract_layers=None
             for lay, key in get.items():
                 spec = {"train": tr[key].meta["key"], "test": te[key].meta["key"],
                         "fractions": [float(f) for f in fractions], "seeds": list(map(int, seeds)),
-                        "methods": list(methods), "C": C, "max_iter": max_iter,
-                        "version": SWEEP_VERSION}
+                        "methods": list(methods), "C": C, "max_iter": max_iter}
                 res = cached_sweep(spec, lambda: sweep(
                     tr[key].X, tr[key].y, te[key].X, te[key].y, fractions=fractions, seeds=seeds,
                     methods=methods, classes=tr[key].classes, C=C, max_iter=max_iter,

@@ -17,7 +17,6 @@ normalised per batch with the architecture's input config.
 """
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, replace
 from typing import Callable
 
@@ -114,13 +113,14 @@ def block_shuffle(x: torch.Tensor, block: int, seed: int = 0) -> torch.Tensor:
 
 # --------------------------------------------------------------------------- experiment verbs
 def _cached_frame(kind: str, spec, compute: Callable[[], pd.DataFrame]) -> pd.DataFrame:
-    """A DataFrame cached as CSV bytes in ``ArrayStore(kind)`` under ``spec``."""
-    def run():
-        buf = io.StringIO()
-        compute().to_csv(buf, index=False)
-        return {"csv": np.frombuffer(buf.getvalue().encode(), dtype=np.uint8)}, {}
-    arrays, _ = ArrayStore(kind).get_or_compute({"code": CODE_VERSION, **spec}, run)
-    return pd.read_csv(io.BytesIO(np.array(arrays["csv"]).tobytes()))
+    """An analysis table from the result cache (:func:`diffred.cache.cached_tables`) under
+    ``spec`` and the code version of this module and the training code."""
+    import sys
+
+    from . import training
+    from .cache import cached_tables
+    return cached_tables(kind, {"code": CODE_VERSION, **spec}, lambda: {"table": compute()},
+                         code=(sys.modules[__name__], training))["table"]
 
 
 def finetune_grid(arch: Arch, targets: dict, pretrained: Init, config_pt: TrainConfig,
