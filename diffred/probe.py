@@ -237,7 +237,8 @@ def _width_groups(widths: np.ndarray, max_probes: int, spread: int = 8) -> list[
 
 def probe_accuracy(X_train, y_train, X_test, y_test, *, columns=None, projections=None,
                    eval_sets: dict | None = None, C: float = 1.0, max_iter: int = 500,
-                   tol: float = TOL, standardize: bool = True, device: str | None = None,
+                   tol: float = TOL, standardize: bool = True,
+                   precondition: bool | None = None, device: str | None = None,
                    max_batch_bytes: float = 2e9, max_probes: int = 80) -> ProbeResult:
     """Test accuracy of probes on column subsets or projections of the same features.
 
@@ -249,6 +250,7 @@ def probe_accuracy(X_train, y_train, X_test, y_test, *, columns=None, projection
     of X.  ``eval_sets``: {name: (X (M_s, D), y (M_s,))} further sets each probe is scored on
     (e.g. a dev split), reported in ``eval_accuracy[name]`` (B,) — the same fits as the
     test accuracy.  Every set is standardised with the training statistics.
+    ``precondition``: passed to the fitter (None: its default, whitening where it pays).
     """
     torch = _torch()
     _check_settings(C, max_iter, tol)
@@ -304,7 +306,7 @@ def probe_accuracy(X_train, y_train, X_test, y_test, *, columns=None, projection
             every = len(union) == Xtr.shape[1]
             cols = torch.as_tensor(union, device=device)
             W, b = fit_logreg_masked(Xtr if every else Xtr[:, cols], ytr, masks, n_classes,
-                                     C=C, max_iter=max_iter, tol=tol)
+                                     C=C, max_iter=max_iter, tol=tol, precondition=precondition)
             logits = {s: torch.einsum("md,bdc->bmc", Xs if every else Xs[:, cols], W)
                       + b.unsqueeze(1) for s, Xs in X.items()}                 # (B, M, C)
         else:
@@ -313,7 +315,7 @@ def probe_accuracy(X_train, y_train, X_test, y_test, *, columns=None, projection
             Ztr = torch.matmul(Xtr, P)
             mean, scale = standardization(Ztr, dim=1) if standardize else (0.0, 1.0)
             W, b = fit_logreg((Ztr - mean) / scale, ytr, n_classes, C=C, max_iter=max_iter,
-                              tol=tol)
+                              tol=tol, precondition=precondition)
             logits = {s: torch.baddbmm(b.unsqueeze(1), (torch.matmul(Xs, P) - mean) / scale, W)
                       for s, Xs in X.items()}
         for s, lg in logits.items():
