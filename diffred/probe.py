@@ -31,8 +31,10 @@ by 0.20 / 1.2, at 3e-5 by 0.09 / 0.3 — so the default here is 3e-5.
 """
 from __future__ import annotations
 
+import hashlib
 import numbers
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -42,6 +44,10 @@ from .errors import check_choice
 
 TOL = 3e-5     # default gradient tolerance of the L-BFGS probes (see the module docstring)
 SOLVERS = ("lbfgs", "nesterov")
+#: hash of the probe engine's source (this module and :mod:`diffred._lbfgs`): put it in the key
+#: of every cached probe result, so that a change to any solver never serves stale results
+VERSION = hashlib.sha256(b"".join((Path(__file__).parent / name).read_bytes()
+                                  for name in ("probe.py", "_lbfgs.py"))).hexdigest()[:12]
 
 
 @dataclass
@@ -261,12 +267,12 @@ def probe_accuracy(X_train, y_train, X_test, y_test, *, columns=None, projection
     if len(sets) != 1 + len(eval_sets or {}):
         raise ValueError("eval_sets may not be named 'test' (the test set's scores are "
                          "accuracy / per_class)")
+    for s, (Xs, ys) in [("train", (X_train, y_train)), *sets.items()]:
+        if len(Xs) != len(ys):
+            raise ValueError(f"{s} set: {len(Xs)} rows but {len(ys)} labels")
     X = {s: _tensor(Xs, device) for s, (Xs, _) in sets.items()}
     y = {s: torch.tensor(np.asarray(ys, dtype=np.int64), device=device)
          for s, (_, ys) in sets.items()}
-    for s in sets:
-        if len(X[s]) != len(y[s]):
-            raise ValueError(f"set {s!r}: {len(X[s])} rows but {len(y[s])} labels")
     Xtr = _tensor(X_train, device)
     ytr = torch.tensor(np.asarray(y_train, dtype=np.int64), device=device)
     n_classes = int(max([ytr.max()] + [v.max() for v in y.values()])) + 1

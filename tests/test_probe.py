@@ -142,6 +142,8 @@ def test_eval_sets_equal_separate_calls(cifar):
         assert alone.eval_accuracy == {}
     with pytest.raises(ValueError, match="'test'"):
         probe_accuracy(Xtr, ytr, Xte, yte, eval_sets={"test": (Xte, yte)})
+    with pytest.raises(ValueError, match="dev set: 200 rows but 199 labels"):
+        probe_accuracy(Xtr, ytr, Xte, yte, eval_sets={"dev": (Xte[dev], yte[1:200])})
 
 
 def test_linear_probe_follows_scikit_learn_conventions(cifar):
