@@ -8,7 +8,8 @@ Everything here is batched over episodes: E episodes are one tensor problem of s
 * :func:`load_pool` — the episode pool (cached features, plus augmented views of a subset).
 * :func:`sample_episodes` — seeded episodes with disjoint support and query sets.
 * :func:`importance` / :func:`two_way_importance` — per-dimension importance.
-* :func:`episode_accuracy` — batched logistic regression or nearest centroid.
+* :func:`episode_accuracy` — batched logistic regression (the probe engine's Nesterov
+  solver, :func:`diffred.probe.fit_logreg`) or nearest centroid.
 * :func:`fraction_curves`, :func:`confounders`, :func:`soft_mask_comparison` — the chapter's
   three experiments, each returning a tidy DataFrame, cached by content (pool features,
   settings, code: a warm rerun computes nothing); ``*_chart`` draw them.
@@ -27,6 +28,7 @@ import pandas as pd
 from . import probe
 from .cache import cached_table
 from .errors import check_choice
+from .probe import fit_logreg
 
 CLASSIFIERS = ("lr", "nc")
 RANKINGS = ("oracle", "random")
@@ -213,76 +215,17 @@ def reduce_to_span(S, Q):
     return Zs, Zq
 
 
-def _top_eigenvalue(Z, n_iter: int = 30):
-    """Largest eigenvalue of each Z_e^T Z_e, Z: (E, M, r) -> (E,), by power iteration.
-
-    Over-estimated (x1.25, and never below the Rayleigh quotient reached), so that
-    1/L stays a safe gradient step."""
-    torch = _torch()
-    v = torch.ones(Z.shape[0], Z.shape[2], 1, device=Z.device, dtype=Z.dtype)
-    for _ in range(n_iter):
-        v = Z.transpose(1, 2) @ (Z @ v)
-        v = v / v.norm(dim=1, keepdim=True).clamp_min(1e-30)
-    rayleigh = (Z @ v).square().sum((1, 2))
-    return 1.25 * rayleigh
-
-
-def fit_episode_logreg(Z, y, n_classes: int, C: float = 1.0, tol: float = 1e-4,
-                       max_iter: int = 3000):
-    """E multinomial logistic regressions with their own training sets, solved together.
-
-    Z: (E, M, r) features; y: (M,) labels shared by all episodes (class-major layout).
-    Objective per episode (scikit-learn's, divided by C*M): ``mean_i CE(z_i W + b, y_i) +
-    ||W||^2 / (2 C M)``, intercept not penalised.  Nesterov's accelerated gradient with the
-    step 1/L from a per-episode bound on the curvature (softmax curvature <= 1/2 times the
-    Gram matrix's top eigenvalue, by power iteration) — no line search, so E episodes cost
-    one batched matmul per step.  An episode leaves the batch once its largest gradient entry is below ``tol``.
-    Returns W (E, r, n_classes), b (E, n_classes).
-    """
-    torch = _torch()
-    E, M, r = Z.shape
-    Z1 = torch.cat([Z, torch.ones(E, M, 1, device=Z.device, dtype=Z.dtype)], 2)   # (E, M, r+1)
-    Y = torch.nn.functional.one_hot(y, n_classes).to(Z.dtype)                     # (M, C)
-    lam = 1.0 / (C * M)
-    penalised = torch.ones(r + 1, 1, device=Z.device, dtype=Z.dtype)
-    penalised[-1] = 0
-    L = 0.5 * _top_eigenvalue(Z1) / M + lam                                      # (E,)
-    kappa = L / lam
-    momentum = ((kappa.sqrt() - 1) / (kappa.sqrt() + 1)).view(E, 1, 1)
-    step = (1 / L).view(E, 1, 1)
-    out = torch.zeros(E, r + 1, n_classes, device=Z.device, dtype=Z.dtype)
-    active = torch.arange(E, device=Z.device)        # episodes still iterating
-    W = out.clone()
-    V = W.clone()
-    Z1t = Z1.transpose(1, 2).contiguous()
-    for it in range(max_iter):
-        grad = Z1t @ (torch.softmax(Z1 @ V, -1) - Y) / M + lam * penalised * V
-        W_next = V - step * grad
-        V = W_next + momentum * (W_next - W)
-        W = W_next
-        if it % 20 == 19 or it == max_iter - 1:
-            g = Z1t @ (torch.softmax(Z1 @ W, -1) - Y) / M + lam * penalised * W
-            done = g.abs().amax((1, 2)) < tol
-            out[active] = W
-            if done.all():
-                break
-            if done.any():                           # drop converged episodes from the batch
-                keep = ~done
-                active, Z1, Z1t, W, V = active[keep], Z1[keep], Z1t[keep], W[keep], V[keep]
-                step, momentum = step[keep], momentum[keep]
-    W = out
-    return W[:, :r], W[:, r]
-
-
 def episode_accuracy(S, Q, n_way: int, classifier: str = "lr", C: float = 1.0,
-                     normalize: bool = True, tol: float = 1e-4):
+                     normalize: bool = True, tol: float = 1e-4, max_iter: int = 3000):
     """Accuracy of E episodes at once.
 
     S: (E, N*K, D) support, class-major (label of row i = i // K); Q: (E, N*T, D) queries,
     class-major.  classifier 'lr': multinomial logistic regression (scikit-learn's
-    ``LogisticRegression(C)`` objective, no standardisation); 'nc': nearest centroid
-    (Euclidean).  Features are L2-normalised first unless ``normalize=False``.  ``tol``: LR
-    gradient tolerance (scikit-learn's default 1e-4, same scaling).
+    ``LogisticRegression(C)`` objective, no standardisation), all episodes solved together
+    by :func:`diffred.probe.fit_logreg` (``solver="nesterov"``) on the span of each support
+    set; 'nc': nearest centroid (Euclidean).  Features are L2-normalised first unless
+    ``normalize=False``.  ``tol``: LR gradient tolerance (scikit-learn's default 1e-4, same
+    scaling); ``max_iter``: most Nesterov steps.
     Returns (E,) accuracies as a torch tensor.
     """
     torch = _torch()
@@ -298,7 +241,7 @@ def episode_accuracy(S, Q, n_way: int, classifier: str = "lr", C: float = 1.0,
         pred = torch.cdist(Q, centroids).argmin(-1)
     else:
         Zs, Zq = reduce_to_span(S, Q)
-        W, b = fit_episode_logreg(Zs, y_s, n_way, C=C, tol=tol)
+        W, b = fit_logreg(Zs, y_s, n_way, C=C, max_iter=max_iter, tol=tol, solver="nesterov")
         pred = torch.baddbmm(b.unsqueeze(1), Zq, W).argmax(-1)
     return (pred == y_q).float().mean(1)
 
@@ -351,7 +294,7 @@ def fraction_curves(pool: Pool, shots=(1, 5, 10, 20),
     Returns one row per (shots, fraction, ranking): acc, ci95, k, n_episodes + provenance.
     Shot counts the pool cannot serve (too few items per class) are skipped.
     """
-    from .extract import default_device
+    from .device import default_device
     torch = _torch()
     device = device or default_device()
     n_way = min(n_way, pool.n_classes)
@@ -402,7 +345,7 @@ def confounders(pool: Pool, *, n_way: int = 5, k_shot: int = 1, n_query: int = 1
     are evaluated at once per episode batch: tensor (E, T, N, D).
     Returns one row per dimension (dim, within_var, centroid_dist, delta_acc, effect).
     """
-    from .extract import default_device
+    from .device import default_device
     torch = _torch()
     device = device or default_device()
     n_way = min(n_way, pool.n_classes)
@@ -458,7 +401,7 @@ def soft_mask_comparison(pool: Pool, shots=(1, 5), *, n_way: int = 5, n_query: i
     mean and 95% CI of the per-episode difference to 'no mask'.  ``shrink`` regularises the
     support estimates (see :func:`importance`, :func:`soft_mask`); oracle ones use none.
     """
-    from .extract import default_device
+    from .device import default_device
     torch = _torch()
     if pool.views is None:
         raise ValueError("soft_mask_comparison needs a pool with augmented views (views > 0)")

@@ -167,38 +167,16 @@ def load_task(model: str, task: str, n_train: int | None, n_dev: int | None,
 
 # ============================================================================ probes
 def dev_test_accuracy(task: TaskData, columns: Sequence[np.ndarray], C: float = 1.0,
-                      max_iter: int = 300, device: str | None = None,
-                      max_batch_bytes: float = 1e9) -> tuple[np.ndarray, np.ndarray]:
-    """Dev and test accuracy (B,), (B,) of B probes, each fitted once on its column subset.
-
-    Same objective as :func:`diffred.probe_accuracy` (standardised L2 logistic regression);
-    probes of equal width are fitted together with :func:`diffred.probe.fit_logreg`."""
-    import torch
-    from .extract import default_device
-    from .probe import fit_logreg
-    device = device or default_device()
-    X = {s: torch.as_tensor(np.asarray(getattr(task, f"X_{s}")), device=device)
-         for s in ("train", "dev", "test")}
-    y = {s: torch.as_tensor(np.array(getattr(task, f"y_{s}"), np.int64), device=device)
-         for s in X}
-    n_classes = int(max(int(v.max()) for v in y.values())) + 1
-    widths = np.array([len(c) for c in columns])
-    acc = {"dev": np.zeros(len(columns)), "test": np.zeros(len(columns))}
-    for width in np.unique(widths):
-        members = np.flatnonzero(widths == width)
-        chunk = max(1, int(max_batch_bytes // (4 * width * sum(len(v) for v in y.values()))))
-        for start in range(0, len(members), chunk):
-            idx = members[start:start + chunk]
-            cols = torch.as_tensor(np.stack([np.asarray(columns[i]) for i in idx]), device=device)
-            Z = {s: X[s][:, cols].permute(1, 0, 2).contiguous() for s in X}  # (B, N_s, width)
-            mu, sd = Z["train"].mean(1, keepdim=True), Z["train"].std(1, keepdim=True).clamp_min(1e-6)
-            Z = {s: (z - mu) / sd for s, z in Z.items()}
-            W, b = fit_logreg(Z["train"], y["train"], n_classes, C=C, max_iter=max_iter)
-            for s in ("dev", "test"):
-                pred = torch.baddbmm(b.unsqueeze(1), Z[s], W).argmax(-1)
-                acc[s][idx] = (pred == y[s]).float().mean(1).cpu().numpy()
-            del Z
-    return acc["dev"], acc["test"]
+                      max_iter: int = 300, device: str | None = None
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Dev and test accuracy (B,), (B,) of B probes, each fitted once on its column subset
+    of the task's training features — :func:`diffred.probe_accuracy`'s column-mask path,
+    scored on the dev split as an extra evaluation set."""
+    from .probe import probe_accuracy
+    res = probe_accuracy(task.X_train, task.y_train, task.X_test, task.y_test, columns=columns,
+                         eval_sets={"dev": (task.X_dev, task.y_dev)}, C=C, max_iter=max_iter,
+                         device=device)
+    return res.eval_accuracy["dev"], res.accuracy
 
 
 # ============================================================================ layer selection
@@ -241,43 +219,12 @@ def rank_neurons(X: np.ndarray, y: np.ndarray, n_classes: int | None = None,
 
     Trains logits = x̂ W + b (x̂ standardised) with Adam on
     mean CE + l1·‖W‖₁ + l2·‖W‖₂² (the authors: λ1 = λ2 = 1e-5, 10 epochs, batch 128), then
-    orders neurons by :func:`weight_mass_order`.  X: (N, D); y: (N,) int."""
-    import torch
-    from .extract import default_device
-    device = device or default_device()
-    g = torch.Generator().manual_seed(seed)
-    Xt = torch.as_tensor(np.asarray(X, np.float32))
-    Xt = (Xt - Xt.mean(0)) / Xt.std(0).clamp_min(1e-6)
-    yt = torch.as_tensor(np.asarray(y, np.int64))
-    n_classes = n_classes or int(yt.max()) + 1
-    lin = torch.nn.Linear(Xt.shape[1], n_classes).to(device)
-    with torch.no_grad():
-        lin.weight.copy_(torch.randn(lin.weight.shape, generator=g) * 0.01)
-        lin.bias.zero_()
-    opt = torch.optim.Adam(lin.parameters(), lr=lr)
-    threads = torch.get_num_threads()
-    if not device.startswith("cuda"):     # tiny minibatch steps: threads only add overhead
-        torch.set_num_threads(1)
-    try:
-        _adam_epochs(lin, opt, Xt, yt, l1, l2, epochs, batch_size, g, device)
-    finally:
-        torch.set_num_threads(threads)
-    return weight_mass_order(lin.weight.detach().T.cpu().numpy())
-
-
-def _adam_epochs(lin, opt, Xt, yt, l1, l2, epochs, batch_size, g, device):
-    import torch
-    with torch.enable_grad():
-        for _ in range(epochs):
-            perm = torch.randperm(len(Xt), generator=g)
-            for start in range(0, len(Xt), batch_size):
-                idx = perm[start:start + batch_size]
-                xb, yb = Xt[idx].to(device), yt[idx].to(device)
-                loss = torch.nn.functional.cross_entropy(lin(xb), yb)
-                loss = loss + l1 * lin.weight.abs().sum() + l2 * (lin.weight ** 2).sum()
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+    orders neurons by :func:`weight_mass_order`.  X: (N, D); y: (N,) int.
+    The probe: :func:`diffred.probe.fit_elastic_net`."""
+    from .probe import fit_elastic_net
+    W, _ = fit_elastic_net(X, y, n_classes, l1=l1, l2=l2, epochs=epochs, batch_size=batch_size,
+                           lr=lr, seed=seed, device=device)
+    return weight_mass_order(W)
 
 
 def weight_mass_order(W: np.ndarray) -> np.ndarray:

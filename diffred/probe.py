@@ -1,42 +1,66 @@
-"""Linear probes: multinomial L2 logistic regression, batched over many feature views.
+"""The probe engine: every linear probe of the book, batched over many feature views.
 
-One call fits B independent probes — on B column subsets or B projections of the same
-features — as a single torch problem (CPU or GPU).  The objective is scikit-learn's
-``LogisticRegression(C)``: ``C * sum_i CE(x_i W + b, y_i) + ||W||^2 / 2`` (intercept not
-penalised), on features standardised with the training mean / std (``standardize=True``;
-compare against ``make_pipeline(StandardScaler(), LogisticRegression(C))``).
+Logistic regression.  One call fits B independent multinomial L2 logistic regressions — on B
+column subsets or B projections of the same features, or on B few-shot episodes — as a single
+torch problem (CPU or GPU).  The objective is scikit-learn's ``LogisticRegression(C)`` one,
+divided by ``C * N``: ``mean_i CE(x_i W + b, y_i) + ||W||^2 / (2 C N)`` (intercept not
+penalised); a probe stops when its largest gradient entry (weights and intercept) is
+``<= tol``.  Two solvers (:func:`fit_logreg`'s ``solver``):
 
-The solver is a batched L-BFGS: every probe keeps its own curvature history, step length
-and stopping test (scikit-learn's form: largest gradient entry ≤ ``tol``), so a probe that
-has converged stops costing anything while the others go on.  Where it pays, each probe
-is solved in whitened coordinates ``W = L⁻ᵀ V`` with ``L Lᵀ`` the Cholesky factor of its
-(regularised) feature covariance, which removes the correlation between features that
-otherwise makes L-BFGS crawl; the objective and its optimum are unchanged.
+* ``"lbfgs"`` — batched L-BFGS with per-probe curvature history, line search and stopping,
+  optionally in whitened coordinates (:mod:`diffred._lbfgs`).  Probes on standardised
+  features: :func:`probe_accuracy`, :class:`LinearProbe`.
+* ``"nesterov"`` — Nesterov's accelerated gradient with the step 1/L from a per-probe
+  curvature bound, no line search: one batched product per step, for many tiny problems
+  (few-shot episodes, :func:`diffred.fewshot.episode_accuracy`).
+
+Elastic net.  :func:`fit_elastic_net` — Dalvi et al.'s minibatch Adam probe with L1 + L2
+penalties, whose weights rank neurons (:func:`diffred.neurons.rank_neurons`).
+
+Standardisation.  :func:`standardization` is the one definition: training mean and std of
+each feature (std floored at 1e-6), applied as ``(X - mean) / scale`` to every split.
+Compare :func:`probe_accuracy` with ``make_pipeline(StandardScaler(), LogisticRegression(C))``.
 
 Tolerance (:data:`TOL`).  With C = 1 and N = 10k the problem is weakly regularised, so a
 gradient test leaves the weights loose along flat directions, and where a run stops there
 depends on the path.  Measured on 20 random-subset probes of efficientnet_lite0 CIFAR-10
 features (128–1024 neurons, N = 10,000, 1,000 test images), test accuracy vs the converged
 optimum (tol 1e-6, where this solver and scikit-learn agree: mean 0.02, max 0.2 points):
-scikit-learn at its default 1e-4 is off by mean 0.21 / max 0.7 points; this solver at 1e-4
+scikit-learn at its default 1e-4 is off by mean 0.21 / max 0.7 points; L-BFGS here at 1e-4
 by 0.20 / 1.2, at 3e-5 by 0.09 / 0.3 — so the default here is 3e-5.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import numbers
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
+
+from ._lbfgs import OwnFeatures, SharedColumns, lbfgs, whitening_pays
+from .device import default_device
+from .errors import check_choice
+
+TOL = 3e-5     # default gradient tolerance of the L-BFGS probes (see the module docstring)
+SOLVERS = ("lbfgs", "nesterov")
+#: hash of the probe engine's source (this module and :mod:`diffred._lbfgs`): put it in the key
+#: of every cached probe result, so that a change to any solver never serves stale results
+VERSION = hashlib.sha256(b"".join((Path(__file__).parent / name).read_bytes()
+                                  for name in ("probe.py", "_lbfgs.py"))).hexdigest()[:12]
 
 
 @dataclass
 class ProbeResult:
-    """accuracy: (B,) test accuracy; per_class: (B, C) recall per class; k: (B,) widths."""
+    """Scores of B probes.
+
+    accuracy: (B,) test accuracy; per_class: (B, C) test recall per class (NaN for a class
+    absent from the test set); k: (B,) probe widths; eval_accuracy: {name: (B,) accuracy} on
+    each extra evaluation set of :func:`probe_accuracy`'s ``eval_sets``."""
     accuracy: np.ndarray
     per_class: np.ndarray
     k: np.ndarray
-
-
-TOL = 3e-5     # default gradient tolerance (see the module docstring)
+    eval_accuracy: dict = field(default_factory=dict)
 
 
 def _torch():
@@ -44,296 +68,164 @@ def _torch():
     return torch
 
 
-# ============================================================================ feature views
-# A "views" object serves the data term of B probes.  Weights are W (b, k, K); logits and
-# their gradient G are kept class-major, (b, K, N), so both big products are plain GEMMs.
-class _OwnFeatures:
-    """B probes, each on its own features Z (B, N, k)."""
-
-    def __init__(self, Z):
-        self.Z = Z
-
-    @property
-    def data(self):
-        return self.Z
-
-    def __len__(self):
-        return self.Z.shape[0]
-
-    def select(self, rows):
-        return _OwnFeatures(self.Z[rows])
-
-    def logits(self, W):
-        """W (b, k, K) -> logits (b, K, N)."""
-        return _torch().bmm(W.mT, self.Z.mT)
-
-    def grad(self, G):
-        """G (b, K, N) -> Zᵀ G (b, k, K)."""
-        return _torch().bmm(G, self.Z).mT
-
-    def covariance(self):
-        """Coordinates (None: all k) and (b, k, k) second moments of the (standardised)
-        features, estimated on max(4k, 2048) seeded random rows (each probe pays for its own)."""
-        torch = _torch()
-        N, k = self.Z.shape[1:]
-        rows = torch.randperm(N, generator=torch.Generator().manual_seed(0))[:max(4 * k, 2048)]
-        Zs = self.Z[:, rows.to(self.Z.device)]
-        return None, list(torch.bmm(Zs.mT, Zs) / len(rows))
+def standardization(X, dim: int = 0):
+    """The training statistics every probe standardises with: ``(mean, scale)`` of tensor X
+    along ``dim`` (kept as a size-1 axis), scale = std floored at 1e-6 (a constant feature
+    maps to 0).  Every split is standardised as ``(X - mean) / scale``."""
+    return X.mean(dim, keepdim=True), X.std(dim, keepdim=True).clamp_min(1e-6)
 
 
-class _SharedColumns:
-    """B probes on column subsets of one matrix: X (N, U), masks (B, U) bool.
-
-    Probe b's weights live in all U rows but are zero outside its mask, so every probe is
-    served by one (B*K, U) x (U, N) product — far faster than B thin products."""
-
-    def __init__(self, X, masks):
-        self.X, self.masks = X, masks
-
-    @property
-    def data(self):
-        return self.X
-
-    def __len__(self):
-        return self.masks.shape[0]
-
-    def select(self, rows):
-        return _SharedColumns(self.X, self.masks[rows])
-
-    def logits(self, W):
-        b, U, K = W.shape
-        return (W.mT.reshape(b * K, U) @ self.X.T).view(b, K, -1)
-
-    def grad(self, G):
-        b, K, N = G.shape
-        return (G.reshape(b * K, N) @ self.X).view(b, K, -1).mT * self.masks.unsqueeze(2)
-
-    def covariance(self):
-        """Each probe's columns (k_b,) and (k_b, k_b) covariance block, as lists — all
-        rows, as one (U, U) product serves every probe."""
-        S = self.X.T @ self.X / len(self.X)
-        cols = [_nonzero(m) for m in self.masks]
-        return cols, [S[c][:, c] for c in cols]
+def _check_settings(C, max_iter, tol) -> None:
+    """ValueError naming the first bad solver setting: C > 0, max_iter >= 1, tol > 0."""
+    for name, value, ok, want in (
+            ("C", C, isinstance(C, numbers.Real) and C > 0, "a positive number"),
+            ("max_iter", max_iter, isinstance(max_iter, numbers.Integral) and max_iter >= 1,
+             "an integer >= 1"),
+            ("tol", tol, isinstance(tol, numbers.Real) and tol > 0, "a positive number")):
+        if not ok:
+            raise ValueError(f"{name} must be {want}, got {value!r}")
 
 
-def _nonzero(mask):
-    """Indices (n,) of the True entries of a 1-d bool tensor."""
-    return _torch().nonzero(mask).squeeze(1)
-
-
-class _Whitening:
-    """Per-probe Cholesky factors L_b (k_b, k_b), applied on each probe's own coordinates:
-    weights W = L⁻ᵀ V, gradients ∂/∂V = L⁻¹ ∂/∂W.  Probes of equal width are batched:
-    ``groups`` holds (probe positions (g,), coordinates (g, k) or None for all, L (g, k, k))."""
-
-    def __init__(self, groups):
-        self.groups = groups
-
-    def select(self, rows):
-        """The factors of probes ``rows`` (positions), in that order."""
-        torch = _torch()
-        where = torch.full((1 + max(int(p.max()) for p, _, _ in self.groups),), -1,
-                           dtype=torch.long, device=rows.device)
-        where[rows] = torch.arange(len(rows), device=rows.device)
-        groups = []
-        for probes, coords, L in self.groups:
-            keep = _nonzero(where[probes] >= 0)
-            if len(keep):
-                groups.append((where[probes[keep]], None if coords is None else coords[keep],
-                               L[keep]))
-        return _Whitening(groups)
-
-    def _apply(self, A, upper: bool):
-        out = _torch().zeros_like(A)
-        for probes, coords, L in self.groups:
-            index = (probes,) if coords is None else (probes.unsqueeze(1), coords)
-            out[index] = _torch().linalg.solve_triangular(L.mT if upper else L, A[index],
-                                                          upper=upper)
-        return out
-
-    def weights(self, V):
-        """V (b, k, K) -> W = L⁻ᵀ V (zero outside each probe's coordinates)."""
-        return self._apply(V, upper=True)
-
-    def gradient(self, gW):
-        """∂/∂W (b, k, K) -> ∂/∂V = L⁻¹ ∂/∂W."""
-        return self._apply(gW, upper=False)
-
-
-def _whitening(views, n_classes: int, C: float, n: int) -> _Whitening:
-    """Per-probe Cholesky factor L of Σ + λI (Σ: the feature covariance, λ = K / (C N):
-    the regulariser's share of the Hessian at W = 0).  Solving in V = Lᵀ W makes the
-    Hessian close to a multiple of the identity."""
-    torch = _torch()
-    X = views.data
-    coords, blocks = views.covariance()
-    factors = []
-    for S in blocks:
-        ridge = n_classes / (C * n)
-        while True:          # near-singular in float32 (duplicate columns, huge C): more ridge
-            factor, info = torch.linalg.cholesky_ex(S + ridge * torch.eye(len(S), device=S.device))
-            if int(info) == 0:
-                break
-            ridge = max(10 * ridge, 1e-6 * float(S.diagonal().mean()))
-        factors.append(factor)
-    widths = np.array([len(f) for f in factors])
-    groups = []
-    for width in np.unique(widths):
-        members = np.flatnonzero(widths == width)
-        groups.append((torch.as_tensor(members, device=X.device),
-                       None if coords is None else torch.stack([coords[i] for i in members]),
-                       torch.stack([factors[i] for i in members])))
-    return _Whitening(groups)
-
-
-# ============================================================================ solver
-def _objective(views, L, y, y_onehot, x, reg: float):
-    """Loss (b,) float64, gradient wrt x (b, n), and largest |gradient| wrt (W, b) (b,).
-
-    x (b, k*K + K) holds each probe's whitened weights V (k, K), W = L⁻ᵀ V, and its
-    intercept (K,); y (N,) the labels, y_onehot (K, N) the same one-hot."""
-    torch = _torch()
-    K, N = y_onehot.shape
-    b = x.shape[0]
-    V, c = x[:, :-K].view(b, -1, K), x[:, -K:]
-    W = V if L is None else L.weights(V)
-    logp = torch.log_softmax(views.logits(W) + c.unsqueeze(2), dim=1)          # (b, K, N)
-    f = (-logp.gather(1, y.expand(b, 1, N)).sum((1, 2), dtype=torch.float64) / N
-         + 0.5 * reg * (W * W).sum((1, 2)).double())
-    G = logp.exp_().sub_(y_onehot)                                               # N ∂f/∂logits
-    gW = views.grad(G) / N + reg * W
-    gc = G.sum(2) / N
-    gV = gW if L is None else L.gradient(gW)
-    worst = torch.maximum(gW.abs().amax((1, 2)), gc.abs().amax(1))
-    return f, torch.cat([gV.reshape(b, -1), gc], 1), worst
-
-
-def _two_loop(g, S, Y, rho, gamma, newest: int):
-    """L-BFGS direction -H g for b probes at once; S, Y (b, m, n), rho (b, m) (0 = empty)."""
-    m = S.shape[1]
-    order = [(newest - j) % m for j in range(m)]
-    q, alpha = g.clone(), {}
-    for i in order:
-        alpha[i] = rho[:, i] * (S[:, i] * q).sum(1)
-        q -= alpha[i].unsqueeze(1) * Y[:, i]
-    r = gamma.unsqueeze(1) * q
-    for i in reversed(order):
-        beta = rho[:, i] * (Y[:, i] * r).sum(1)
-        r += (alpha[i] - beta).unsqueeze(1) * S[:, i]
-    return -r
-
-
-def _lbfgs(views, y, n_classes: int, C: float, max_iter: int, tol: float,
-           precondition: bool, history: int = 10):
-    """Minimise every probe's objective; returns W (B, k, K), b (B, K), iterations (B,).
-
-    The state of the probes still running is kept compact: a probe that converges hands
-    its solution to the output and leaves every later product."""
-    torch = _torch()
-    X = views.data
-    N, B = len(y), len(views)
-    dev, dt = X.device, X.dtype
-    reg = 1.0 / (C * N)
-    Y1 = torch.nn.functional.one_hot(y, n_classes).to(dt).T.contiguous()
-    L = L_all = _whitening(views, n_classes, C, N) if precondition else None
-    n = X.shape[-1] * n_classes + n_classes
-    solution = torch.zeros(B, n, device=dev, dtype=dt)
-    n_iter = torch.zeros(B, dtype=torch.long, device=dev)
-    ids = torch.arange(B, device=dev)                 # the running probes, in state order
-    x = torch.zeros(B, n, device=dev, dtype=dt)
-    f, g, worst = _objective(views, L, y, Y1, x, reg)
-    S = torch.zeros(B, history, n, device=dev, dtype=dt)
-    Yh = torch.zeros_like(S)
-    rho = torch.zeros(B, history, device=dev, dtype=dt)
-    gamma = torch.ones(B, device=dev, dtype=dt)
-    done = worst <= tol
-    for it in range(max_iter + 1):
-        if done.any():                                # hand over and drop converged probes
-            solution[ids[done]] = x[done]
-            keep = _nonzero(~done)
-            if len(keep) == 0:
-                break
-            ids, x, f, g, S, Yh, rho, gamma = (t[keep] for t in (ids, x, f, g, S, Yh, rho, gamma))
-            views, L = views.select(keep), None if L is None else L.select(keep)
-        if it == max_iter:
-            solution[ids] = x
-            break
-        n_iter[ids] += 1
-        d = _two_loop(g, S, Yh, rho, gamma, (it - 1) % history)
-        t = (1 / g.abs().sum(1)).clamp(max=1) if it == 0 else torch.ones_like(gamma)
-        slope = (g * d).sum(1).double()
-        f_new, g_new, worst_new = _objective(views, L, y, Y1, x + t.unsqueeze(1) * d, reg)
-        for _ in range(25):                           # backtracking (Armijo)
-            bad = _nonzero(f_new > f + 1e-4 * t.double() * slope)
-            if len(bad) == 0:
-                break
-            # safeguarded quadratic interpolation of the step
-            tb = t[bad].double()
-            tq = -slope[bad] * tb ** 2 / (2 * (f_new[bad] - f[bad] - tb * slope[bad]))
-            t[bad] = torch.minimum(torch.maximum(tq.to(dt), 0.1 * t[bad]), 0.5 * t[bad])
-            f_new[bad], g_new[bad], worst_new[bad] = _objective(
-                views.select(bad), None if L is None else L.select(bad), y, Y1,
-                x[bad] + t[bad].unsqueeze(1) * d[bad], reg)
-        ok = f_new <= f + 1e-4 * t.double() * slope   # else: no descent left in float precision
-        s = t.unsqueeze(1) * d
-        yv = g_new - g
-        sy, yy = (s * yv).sum(1), (yv * yv).sum(1)
-        push = ok & (sy > 1e-10 * yy)
-        slot = it % history
-        S[push, slot], Yh[push, slot] = s[push], yv[push]
-        rho[:, slot] = torch.where(push, 1 / sy.clamp_min(1e-30), torch.zeros_like(sy))
-        gamma[push] = (sy / yy)[push]
-        stalled = (f - f_new).abs() <= 1e-12 * f_new.abs().clamp_min(1)
-        x[ok], f[ok], g[ok] = x[ok] + s[ok], f_new[ok], g_new[ok]
-        done = ~ok | (worst_new <= tol) | stalled
-    V = solution[:, :-n_classes].view(B, -1, n_classes)
-    W = V if L_all is None else L_all.weights(V)
-    return W, solution[:, -n_classes:], n_iter
-
-
-def _whitening_pays(width: int, n: int, n_classes: int) -> bool:
-    """For subsets of neurons: whitening costs ~ 5 k³ per probe and saves roughly half of
-    the ~ 4 N k K-flop passes; measured on 2 cores it pays unless k² > 24 N K (wide, few
-    samples: 1,280 neurons need ≥ 7k samples for 10 classes)."""
-    return width <= 4096 and width ** 2 <= 24 * n * n_classes
-
-
-def fit_logreg(Z, y, n_classes: int, C: float = 1.0, max_iter: int = 500,
-               tol: float = TOL, precondition: bool | None = None):
+# ============================================================================ logistic regression
+def fit_logreg(Z, y, n_classes: int, C: float = 1.0, max_iter: int = 500, tol: float = TOL,
+               solver: str = "lbfgs", precondition: bool | None = None):
     """Fit B multinomial logistic regressions, each on its own features, jointly.
 
-    Z: (B, N, k) float tensor (standardised); y: (N,) int64 tensor (shared labels).
-    ``precondition`` (default: k ≤ 4096) solves in whitened coordinates — projections mix
-    every neuron, so their coordinates are strongly correlated (random-projection probes
-    converge ~ 4x faster whitened).
+    Z: (B, N, k) float tensor; y: (N,) int64 tensor (labels shared by all probes).  Objective
+    and stopping test: see the module docstring.  ``solver``: ``"lbfgs"`` (for standardised
+    features) or ``"nesterov"`` (many small problems, e.g. few-shot episodes reduced to
+    their span; it tests the gradient every 20 steps).  ``precondition`` (L-BFGS only;
+    default k <= 4096) solves in whitened coordinates — projections mix every neuron, so
+    their coordinates are strongly correlated (random-projection probes converge ~ 4x
+    faster whitened).
     Returns W (B, k, n_classes), b (B, n_classes)."""
+    check_choice("solver", solver, SOLVERS)
+    if solver == "nesterov":
+        return _nesterov(Z, y, n_classes, C, max_iter, tol)
     if precondition is None:
         precondition = Z.shape[2] <= 4096
-    return _lbfgs(_OwnFeatures(Z), y, n_classes, C, max_iter, tol, precondition)[:2]
+    return lbfgs(OwnFeatures(Z), y, n_classes, C, max_iter, tol, precondition)[:2]
 
 
 def fit_logreg_masked(X, y, masks, n_classes: int, C: float = 1.0, max_iter: int = 500,
                       tol: float = TOL, precondition: bool | None = None):
-    """Fit B multinomial logistic regressions on B column subsets of the same X jointly.
+    """Fit B multinomial logistic regressions on B column subsets of the same X jointly (L-BFGS).
 
     X: (N, U) float tensor (standardised); y: (N,) int64; masks: (B, U) bool — probe b sees
-    the columns where ``masks[b]`` is True.
-    ``precondition`` defaults to :func:`_whitening_pays`.
+    the columns where ``masks[b]`` is True.  Probe b's weights live in all U rows but are zero
+    outside its mask, so all probes are served by one (B*K, U) x (U, N) product.
+    ``precondition`` defaults to :func:`diffred._lbfgs.whitening_pays`.
     Returns W (B, U, n_classes) with zero rows outside each mask, b (B, n_classes)."""
     if precondition is None:
-        precondition = _whitening_pays(X.shape[1], X.shape[0], n_classes)
-    return _lbfgs(_SharedColumns(X, masks), y, n_classes, C, max_iter, tol, precondition)[:2]
+        precondition = whitening_pays(X.shape[1], X.shape[0], n_classes)
+    return lbfgs(SharedColumns(X, masks), y, n_classes, C, max_iter, tol, precondition)[:2]
 
 
+def _top_eigenvalue(Z, n_iter: int = 30):
+    """Largest eigenvalue of each Z_e^T Z_e, Z: (E, M, r) -> (E,), by power iteration.
+
+    Over-estimated (x1.25, and never below the Rayleigh quotient reached), so that
+    1/L stays a safe gradient step."""
+    torch = _torch()
+    v = torch.ones(Z.shape[0], Z.shape[2], 1, device=Z.device, dtype=Z.dtype)
+    for _ in range(n_iter):
+        v = Z.transpose(1, 2) @ (Z @ v)
+        v = v / v.norm(dim=1, keepdim=True).clamp_min(1e-30)
+    rayleigh = (Z @ v).square().sum((1, 2))
+    return 1.25 * rayleigh
+
+
+def _nesterov(Z, y, n_classes: int, C: float, max_iter: int, tol: float):
+    """:func:`fit_logreg` by Nesterov's accelerated gradient, Z (E, M, r) -> W, b.
+
+    Step 1/L from a per-problem bound on the curvature (softmax curvature <= 1/2 times the
+    Gram matrix's top eigenvalue, by power iteration), momentum from L / (1 / (C M)); a
+    problem leaves the batch once its largest gradient entry is <= ``tol`` (tested every
+    20 steps and at the last)."""
+    torch = _torch()
+    E, M, r = Z.shape
+    Z1 = torch.cat([Z, torch.ones(E, M, 1, device=Z.device, dtype=Z.dtype)], 2)   # (E, M, r+1)
+    Y = torch.nn.functional.one_hot(y, n_classes).to(Z.dtype)                     # (M, C)
+    lam = 1.0 / (C * M)
+    penalised = torch.ones(r + 1, 1, device=Z.device, dtype=Z.dtype)
+    penalised[-1] = 0
+    L = 0.5 * _top_eigenvalue(Z1) / M + lam                                      # (E,)
+    kappa = L / lam
+    momentum = ((kappa.sqrt() - 1) / (kappa.sqrt() + 1)).view(E, 1, 1)
+    step = (1 / L).view(E, 1, 1)
+    out = torch.zeros(E, r + 1, n_classes, device=Z.device, dtype=Z.dtype)
+    active = torch.arange(E, device=Z.device)        # problems still iterating
+    W = out.clone()
+    V = W.clone()
+    Z1t = Z1.transpose(1, 2).contiguous()
+    for it in range(max_iter):
+        grad = Z1t @ (torch.softmax(Z1 @ V, -1) - Y) / M + lam * penalised * V
+        W_next = V - step * grad
+        V = W_next + momentum * (W_next - W)
+        W = W_next
+        if it % 20 == 19 or it == max_iter - 1:
+            g = Z1t @ (torch.softmax(Z1 @ W, -1) - Y) / M + lam * penalised * W
+            done = g.abs().amax((1, 2)) <= tol
+            out[active] = W
+            if done.all():
+                break
+            if done.any():                           # drop converged problems from the batch
+                keep = ~done
+                active, Z1, Z1t, W, V = active[keep], Z1[keep], Z1t[keep], W[keep], V[keep]
+                step, momentum = step[keep], momentum[keep]
+    return out[:, :r], out[:, r]
+
+
+# ============================================================================ elastic net
+def fit_elastic_net(X, y, n_classes: int | None = None, *, l1: float = 1e-5, l2: float = 1e-5,
+                    epochs: int = 10, batch_size: int = 128, lr: float = 1e-3, seed: int = 0,
+                    standardize: bool = True, device: str | None = None):
+    """Elastic-net softmax probe trained by minibatch Adam (Dalvi et al.'s ranking probe).
+
+    Minimises ``mean CE(x W + b, y) + l1 ||W||_1 + l2 ||W||_2^2`` per minibatch of
+    ``batch_size`` rows, ``epochs`` seeded passes; W starts at N(0, 0.01²), b at 0; x is
+    standardised (:func:`standardization`) unless ``standardize=False``.  The rows stay on the
+    CPU and each minibatch moves to ``device``.  X: (N, D) array; y: (N,) int labels;
+    n_classes: default max(y) + 1.  Returns W (D, n_classes), b (n_classes,) float32 ndarrays.
+    """
+    torch = _torch()
+    device = device or default_device()
+    g = torch.Generator().manual_seed(seed)
+    Xt = torch.as_tensor(np.asarray(X, np.float32))
+    if standardize:
+        mean, scale = standardization(Xt)
+        Xt = (Xt - mean) / scale
+    yt = torch.as_tensor(np.asarray(y, np.int64))
+    n_classes = n_classes or int(yt.max()) + 1
+    weight = (torch.randn(n_classes, Xt.shape[1], generator=g) * 0.01).to(device)
+    weight.requires_grad_(True)
+    bias = torch.zeros(n_classes, device=device, requires_grad=True)
+    opt = torch.optim.Adam([weight, bias], lr=lr)
+    threads = torch.get_num_threads()
+    if not device.startswith("cuda"):     # tiny minibatch steps: threads only add overhead
+        torch.set_num_threads(1)
+    try:
+        with torch.enable_grad():
+            for _ in range(epochs):
+                perm = torch.randperm(len(Xt), generator=g)
+                for start in range(0, len(Xt), batch_size):
+                    idx = perm[start:start + batch_size]
+                    xb, yb = Xt[idx].to(device), yt[idx].to(device)
+                    logits = torch.nn.functional.linear(xb, weight, bias)
+                    loss = (torch.nn.functional.cross_entropy(logits, yb)
+                            + l1 * weight.abs().sum() + l2 * (weight ** 2).sum())
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+    finally:
+        torch.set_num_threads(threads)
+    return weight.detach().T.cpu().numpy(), bias.detach().cpu().numpy()
+
+
+# ============================================================================ probe accuracy
 def _tensor(X, device):
     """A float32 torch copy of X (memory-mapped cache arrays are read-only)."""
     return _torch().tensor(np.asarray(X, dtype=np.float32), device=device)
-
-
-def _standardize(Ztr, Zte):
-    mu = Ztr.mean(dim=1, keepdim=True)
-    sd = Ztr.std(dim=1, keepdim=True).clamp_min(1e-6)
-    return (Ztr - mu) / sd, (Zte - mu) / sd
 
 
 def _width_groups(widths: np.ndarray, max_probes: int, spread: int = 8) -> list[np.ndarray]:
@@ -350,26 +242,40 @@ def _width_groups(widths: np.ndarray, max_probes: int, spread: int = 8) -> list[
 
 
 def probe_accuracy(X_train, y_train, X_test, y_test, *, columns=None, projections=None,
-                   C: float = 1.0, max_iter: int = 500, tol: float = TOL,
-                   standardize: bool = True, device: str | None = None,
-                   max_batch_bytes: float = 2e9,
-                   max_probes: int = 80) -> ProbeResult:
+                   eval_sets: dict | None = None, C: float = 1.0, max_iter: int = 500,
+                   tol: float = TOL, standardize: bool = True,
+                   precondition: bool | None = None, device: str | None = None,
+                   max_batch_bytes: float = 2e9, max_probes: int = 80) -> ProbeResult:
     """Test accuracy of probes on column subsets or projections of the same features.
 
-    X_train: (N, D), X_test: (M, D); columns: list of B index arrays (subset widths may
-    differ) — fitted together by :func:`fit_logreg_masked` in groups of similar width
-    (``max_probes`` at most) on the union of the group's columns;
+    X_train: (N, D), X_test: (M, D); y_*: int labels.  columns: list of B index arrays
+    (subset widths may differ) — fitted together by :func:`fit_logreg_masked` in groups of
+    similar width (``max_probes`` at most) on the union of the group's columns;
     projections: list of B (D, k_b) matrices — those of equal width fitted together by
-    :func:`fit_logreg` in chunks of at most ``max_batch_bytes``; neither: one probe on all of X.
+    :func:`fit_logreg` in chunks of at most ``max_batch_bytes``; neither: one probe on all
+    of X.  ``eval_sets``: {name: (X (M_s, D), y (M_s,))} further sets each probe is scored on
+    (e.g. a dev split), reported in ``eval_accuracy[name]`` (B,) — the same fits as the
+    test accuracy.  Every set is standardised with the training statistics.
+    ``precondition``: passed to the fitter (None: its default, whitening where it pays).
     """
     torch = _torch()
-    from .extract import default_device
+    _check_settings(C, max_iter, tol)
+    if columns is not None and projections is not None:
+        raise ValueError("probe_accuracy takes columns or projections, not both")
     device = device or default_device()
-    n_classes = int(max(y_train.max(), y_test.max())) + 1
+    sets = {"test": (X_test, y_test), **(eval_sets or {})}
+    if len(sets) != 1 + len(eval_sets or {}):
+        raise ValueError("eval_sets may not be named 'test' (the test set's scores are "
+                         "accuracy / per_class)")
+    for s, (Xs, ys) in [("train", (X_train, y_train)), *sets.items()]:
+        if len(Xs) != len(ys):
+            raise ValueError(f"{s} set: {len(Xs)} rows but {len(ys)} labels")
+    X = {s: _tensor(Xs, device) for s, (Xs, _) in sets.items()}
+    y = {s: torch.tensor(np.asarray(ys, dtype=np.int64), device=device)
+         for s, (_, ys) in sets.items()}
     Xtr = _tensor(X_train, device)
-    Xte = _tensor(X_test, device)
     ytr = torch.tensor(np.asarray(y_train, dtype=np.int64), device=device)
-    yte = torch.tensor(np.asarray(y_test, dtype=np.int64), device=device)
+    n_classes = int(max([ytr.max()] + [v.max() for v in y.values()])) + 1
     if columns is None and projections is None:
         columns = [np.arange(Xtr.shape[1])]
     source = None
@@ -381,16 +287,19 @@ def probe_accuracy(X_train, y_train, X_test, y_test, *, columns=None, projection
         columns = [columns[i] for i in np.unique(source, return_index=True)[1]]
         widths = np.array([len(c) for c in columns])
         groups = _width_groups(widths, max_probes)
+        if standardize:          # in place: the tensors are this call's own copies
+            mean, scale = standardization(Xtr)
+            for t in (Xtr, *X.values()):
+                t.sub_(mean).div_(scale)
     else:
         widths = np.array([np.shape(P)[1] for P in projections])
+        rows = len(Xtr) + sum(len(v) for v in X.values())
         groups = []
         for width in np.unique(widths):                     # same width: one batched problem
             members = np.flatnonzero(widths == width)
-            chunk = max(1, int(max_batch_bytes // (4 * width * (len(Xtr) + len(Xte)))))
+            chunk = max(1, int(max_batch_bytes // (4 * width * rows)))
             groups += [members[i:i + chunk] for i in range(0, len(members), chunk)]
-    if columns is not None and standardize:
-        Xtr, Xte = (t[0] for t in _standardize(Xtr[None], Xte[None]))
-    acc = np.zeros(len(widths))
+    hits = {s: np.zeros(len(widths)) for s in sets}
     per_class = np.zeros((len(widths), n_classes))
     for idx in groups:
         if columns is not None:
@@ -400,59 +309,137 @@ def probe_accuracy(X_train, y_train, X_test, y_test, *, columns=None, projection
             for row, i in enumerate(idx):
                 where = torch.as_tensor(np.searchsorted(union, columns[i]), device=device)
                 masks[row, where] = True
+            every = len(union) == Xtr.shape[1]
             cols = torch.as_tensor(union, device=device)
-            W, b = fit_logreg_masked(Xtr[:, cols], ytr, masks, n_classes, C=C, max_iter=max_iter,
-                                     tol=tol)
-            logits = torch.einsum("md,bdc->bmc", Xte[:, cols], W) + b.unsqueeze(1)  # (B, M, C)
+            W, b = fit_logreg_masked(Xtr if every else Xtr[:, cols], ytr, masks, n_classes,
+                                     C=C, max_iter=max_iter, tol=tol, precondition=precondition)
+            logits = {s: torch.einsum("md,bdc->bmc", Xs if every else Xs[:, cols], W)
+                      + b.unsqueeze(1) for s, Xs in X.items()}                 # (B, M, C)
         else:
             P = torch.as_tensor(np.stack([np.asarray(projections[i], np.float32)
                                           for i in idx]), device=device)   # (B, D, k)
-            Ztr, Zte = torch.matmul(Xtr, P), torch.matmul(Xte, P)
-            if standardize:
-                Ztr, Zte = _standardize(Ztr, Zte)
-            W, b = fit_logreg(Ztr, ytr, n_classes, C=C, max_iter=max_iter, tol=tol)
-            logits = torch.baddbmm(b.unsqueeze(1), Zte, W)
-        hit = (logits.argmax(-1) == yte).float()                                # (B, M)
-        acc[idx] = hit.mean(1).cpu().numpy()
-        for c in range(n_classes):
-            sel = yte == c
-            per_class[idx, c] = hit[:, sel].mean(1).cpu().numpy() if sel.any() else np.nan
+            Ztr = torch.matmul(Xtr, P)
+            mean, scale = standardization(Ztr, dim=1) if standardize else (0.0, 1.0)
+            W, b = fit_logreg((Ztr - mean) / scale, ytr, n_classes, C=C, max_iter=max_iter,
+                              tol=tol, precondition=precondition)
+            logits = {s: torch.baddbmm(b.unsqueeze(1), (torch.matmul(Xs, P) - mean) / scale, W)
+                      for s, Xs in X.items()}
+        for s, lg in logits.items():
+            hit = (lg.argmax(-1) == y[s]).float()                               # (B, M)
+            hits[s][idx] = hit.mean(1).cpu().numpy()
+            if s == "test":
+                for c in range(n_classes):
+                    sel = y[s] == c
+                    per_class[idx, c] = hit[:, sel].mean(1).cpu().numpy() if sel.any() else np.nan
     if source is not None:
-        acc, per_class, widths = acc[source], per_class[source], widths[source]
-    return ProbeResult(acc, per_class, widths)
+        hits = {s: a[source] for s, a in hits.items()}
+        per_class, widths = per_class[source], widths[source]
+    return ProbeResult(hits.pop("test"), per_class, widths, hits)
+
+
+# ============================================================================ estimator
+def _features(X, name: str = "X") -> np.ndarray:
+    """X as a float32 (n_samples, n_features) array, or ValueError naming what is wrong."""
+    A = np.asarray(X, dtype=np.float32)
+    if A.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {A.shape}")
+    if not np.isfinite(A).all():
+        raise ValueError(f"{name} contains NaN or infinity")
+    return A
 
 
 class LinearProbe:
-    """scikit-learn-style single probe: ``LinearProbe(C=1).fit(X, y).score(X_test, y_test)``."""
+    """Multinomial L2 logistic regression on standardised features, scikit-learn style.
+
+    ``LinearProbe(C=1).fit(X, y).score(X_test, y_test)`` — the objective of
+    ``make_pipeline(StandardScaler(), LogisticRegression(C=1))``, solved by the batched
+    L-BFGS of :func:`fit_logreg_masked` (one probe on all columns).
+
+    Parameters
+    ----------
+    C : float, default 1.0
+        Inverse regularisation strength (> 0), as in ``LogisticRegression``.
+    max_iter : int, default 500
+        Most L-BFGS iterations (>= 1).
+    tol : float, default :data:`TOL`
+        Stop when the largest gradient entry is <= ``tol`` (> 0).
+    standardize : bool, default True
+        Standardise each feature with its training mean and std (:func:`standardization`).
+    device : str or None, default None
+        Torch device of the fit and of predictions; None: CUDA when present, else CPU.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        The sorted labels seen by ``fit``.
+    n_features_in_ : int
+        Number of features seen by ``fit``.
+    mean_ : ndarray of shape (n_features,)
+        Training mean of each feature (zeros if ``standardize=False``).
+    scale_ : ndarray of shape (n_features,)
+        Training std of each feature, floored at 1e-6 (ones if ``standardize=False``).
+    coef_ : ndarray of shape (n_classes, n_features)
+        Weights on the standardised features (one row per class, also for two classes):
+        ``decision_function(X) = ((X - mean_) / scale_) @ coef_.T + intercept_``.
+    intercept_ : ndarray of shape (n_classes,)
+        Intercept of each class.
+    """
 
     def __init__(self, C: float = 1.0, max_iter: int = 500, tol: float = TOL,
                  standardize: bool = True, device: str | None = None):
-        self.C, self.max_iter, self.tol = C, max_iter, tol
-        self.standardize, self.device = standardize, device
+        self.C = C
+        self.max_iter = max_iter
+        self.tol = tol
+        self.standardize = standardize
+        self.device = device
 
-    def fit(self, X, y):
+    def fit(self, X, y) -> "LinearProbe":
+        """Fit on X (n_samples, n_features) and labels y (n_samples,); returns self."""
         torch = _torch()
-        from .extract import default_device
+        _check_settings(self.C, self.max_iter, self.tol)
+        X = _features(X)
+        y = np.asarray(y)
+        if y.ndim != 1 or len(y) != len(X):
+            raise ValueError(f"y must hold one label per row of X ({len(X)}), got shape {y.shape}")
+        classes, yi = np.unique(y, return_inverse=True)
+        if len(classes) < 2:
+            raise ValueError(f"y needs at least 2 classes, got {len(classes)}: {classes.tolist()}")
         dev = self.device or default_device()
-        X = _tensor(X, dev)
-        self.classes_ = np.unique(y)
-        yi = torch.as_tensor(np.searchsorted(self.classes_, y), device=dev)
-        D = X.shape[1]
-        self.mean_ = X.mean(0) if self.standardize else torch.zeros(D, device=dev)
-        self.scale_ = X.std(0).clamp_min(1e-6) if self.standardize else torch.ones(D, device=dev)
+        Xt = _tensor(X, dev)
+        D = Xt.shape[1]
+        if self.standardize:
+            mean, scale = standardization(Xt)
+        else:
+            mean, scale = torch.zeros(1, D, device=dev), torch.ones(1, D, device=dev)
         everything = torch.ones(1, D, dtype=torch.bool, device=dev)
-        W, b = fit_logreg_masked((X - self.mean_) / self.scale_, yi, everything,
-                                 len(self.classes_), C=self.C, max_iter=self.max_iter,
+        W, b = fit_logreg_masked((Xt - mean) / scale, torch.as_tensor(yi, device=dev),
+                                 everything, len(classes), C=self.C, max_iter=self.max_iter,
                                  tol=self.tol)
-        self.coef_, self.intercept_ = W[0], b[0]
+        self.classes_, self.n_features_in_ = classes, D
+        self.mean_, self.scale_ = mean[0].cpu().numpy(), scale[0].cpu().numpy()
+        self.coef_, self.intercept_ = W[0].T.cpu().numpy(), b[0].cpu().numpy()
         return self
 
     def decision_function(self, X) -> np.ndarray:
-        X = _tensor(X, self.coef_.device)
-        return (((X - self.mean_) / self.scale_) @ self.coef_ + self.intercept_).cpu().numpy()
+        """Class scores (n_samples, n_classes) of X (n_samples, n_features)."""
+        if not hasattr(self, "coef_"):
+            from sklearn.exceptions import NotFittedError
+            raise NotFittedError("this LinearProbe is not fitted yet: call fit(X, y) first")
+        X = _features(X)
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {X.shape[1]} features, but this LinearProbe was fitted "
+                             f"with {self.n_features_in_}")
+        torch = _torch()
+        dev = self.device or default_device()
+        mean, scale, W, b = (torch.as_tensor(a, device=dev)
+                             for a in (self.mean_, self.scale_, self.coef_, self.intercept_))
+        return (((_tensor(X, dev) - mean) / scale) @ W.T + b).cpu().numpy()
 
     def predict(self, X) -> np.ndarray:
-        return self.classes_[self.decision_function(X).argmax(1)]
+        """Predicted labels (n_samples,) — elements of ``classes_``."""
+        scores = self.decision_function(X)
+        return self.classes_[scores.argmax(1)]
 
     def score(self, X, y) -> float:
+        """Mean accuracy on X (n_samples, n_features) and labels y (n_samples,)."""
         return float((self.predict(X) == np.asarray(y)).mean())

@@ -9,6 +9,7 @@ from sklearn.linear_model import LogisticRegression
 from diffred import fewshot
 from diffred.fewshot import (episode_accuracy, gather_episodes, importance,
                              reduce_to_span, sample_episodes, two_way_importance)
+from diffred.probe import fit_logreg
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +86,8 @@ def test_batched_lr_matches_sklearn_on_real_episodes(tiny_pool):
     assert np.abs(loose - sk).max() <= 1 / 25 + 1e-6
     # and the fitted probabilities agree, not just the argmax
     Zs, Zq = reduce_to_span(torch.tensor(Sn), torch.tensor(Qn))
-    W, b = fewshot.fit_episode_logreg(Zs, torch.tensor(y_s), 5, C=1.0)
+    W, b = fit_logreg(Zs, torch.tensor(y_s), 5, C=1.0, max_iter=3000, tol=1e-4,
+                      solver="nesterov")
     p = torch.softmax(torch.baddbmm(b[:, None], Zq, W), -1).numpy()
     p_sk = np.stack([LogisticRegression(C=1.0, max_iter=1000, tol=1e-8).fit(Sn[e], y_s)
                      .predict_proba(Qn[e]) for e in range(6)])

@@ -68,7 +68,7 @@ def _objective(Xs, y, W, b, C):
 
 def test_batched_lbfgs_converges_each_probe_with_and_without_whitening(cifar):
     import torch
-    from diffred.probe import _lbfgs, _SharedColumns
+    from diffred._lbfgs import SharedColumns, lbfgs
     Xtr, ytr, _, _ = cifar
     X = torch.tensor(Xtr)
     X = (X - X.mean(0)) / X.std(0)
@@ -79,7 +79,7 @@ def test_batched_lbfgs_converges_each_probe_with_and_without_whitening(cifar):
         masks[row, torch.as_tensor(rng.permutation(1280)[:k])] = True
     results = {}
     for whiten in (False, True):
-        W, b, n_iter = _lbfgs(_SharedColumns(X, masks), y, 10, C=0.5, max_iter=1000,
+        W, b, n_iter = lbfgs(SharedColumns(X, masks), y, 10, C=0.5, max_iter=1000,
                               tol=1e-5, precondition=whiten)
         assert torch.all(W[~masks] == 0)                       # weights stay on each subset
         results[whiten] = _objective(X, y, W, b, 0.5)
@@ -92,10 +92,104 @@ def test_batched_lbfgs_converges_each_probe_with_and_without_whitening(cifar):
 def test_whitening_survives_a_singular_covariance():
     """Duplicate columns and a huge C make Σ + λI singular in float32: more ridge, no crash."""
     import torch
-    from diffred.probe import _SharedColumns, _whitening
+    from diffred._lbfgs import SharedColumns, whitening
     X = torch.randn(100, 10)
     X = torch.cat([X, X[:, :3]], 1)
-    L = _whitening(_SharedColumns(X, torch.ones(2, 13, dtype=torch.bool)), 3, C=1e9, n=100)
+    L = whitening(SharedColumns(X, torch.ones(2, 13, dtype=torch.bool)), 3, C=1e9, n=100)
     (probes, coords, factors), = L.groups
     assert probes.tolist() == [0, 1] and coords.shape == (2, 13)
     assert torch.isfinite(factors).all() and torch.all(factors.diagonal(dim1=1, dim2=2) > 0)
+
+
+def test_both_solvers_reach_the_same_optimum(cifar):
+    """L-BFGS and Nesterov minimise the same objective: same value, same test predictions."""
+    import torch
+    from diffred.probe import fit_logreg, standardization
+    Xtr, ytr, Xte, yte = cifar
+    rng = np.random.default_rng(2)
+    cols = np.stack([rng.permutation(1280)[:48] for _ in range(3)])          # (3, 48)
+    Ztr, Zte = (torch.tensor(X[:, cols]).permute(1, 0, 2) for X in (Xtr, Xte))  # (3, N, 48)
+    mean, scale = standardization(Ztr, dim=1)
+    Ztr, Zte = (Ztr - mean) / scale, (Zte - mean) / scale
+    y = torch.tensor(ytr, dtype=torch.int64)
+    fits = {s: fit_logreg(Ztr, y, 10, C=0.05, max_iter=20000, tol=1e-6, solver=s)
+            for s in ("lbfgs", "nesterov")}
+    objective = {s: torch.stack([_objective(Ztr[i], y, W[i:i + 1], b[i:i + 1], 0.05)[0]
+                                 for i in range(3)]) for s, (W, b) in fits.items()}
+    assert torch.allclose(objective["lbfgs"], objective["nesterov"], rtol=1e-5)
+    pred = {s: torch.baddbmm(b.unsqueeze(1), Zte, W).argmax(-1) for s, (W, b) in fits.items()}
+    assert (pred["lbfgs"] != pred["nesterov"]).sum() <= 1                  # 1,500 predictions
+    with pytest.raises(ValueError, match="unknown solver 'adam'; valid choices: lbfgs, nesterov"):
+        fit_logreg(Ztr, y, 10, solver="adam")
+
+
+def test_eval_sets_equal_separate_calls(cifar):
+    Xtr, ytr, Xte, yte = cifar
+    rng = np.random.default_rng(3)
+    dev, test = slice(0, 200), slice(200, None)
+    cols = [rng.permutation(1280)[:k] for k in (16, 16, 200)]
+    P = [rng.normal(size=(1280, 24))]
+    for views in ({"columns": cols}, {"projections": P}):
+        both = probe_accuracy(Xtr, ytr, Xte[test], yte[test], eval_sets={
+            "dev": (Xte[dev], yte[dev]), "train": (Xtr, ytr)}, C=0.05, **views)
+        alone = probe_accuracy(Xtr, ytr, Xte[test], yte[test], C=0.05, **views)
+        dev_only = probe_accuracy(Xtr, ytr, Xte[dev], yte[dev], C=0.05, **views)
+        np.testing.assert_array_equal(both.accuracy, alone.accuracy)
+        np.testing.assert_array_equal(both.per_class, alone.per_class)
+        np.testing.assert_array_equal(both.eval_accuracy["dev"], dev_only.accuracy)
+        assert both.eval_accuracy["train"].shape == both.accuracy.shape
+        assert np.all(both.eval_accuracy["train"] >= both.accuracy)      # fitted on train
+        assert alone.eval_accuracy == {}
+    with pytest.raises(ValueError, match="'test'"):
+        probe_accuracy(Xtr, ytr, Xte, yte, eval_sets={"test": (Xte, yte)})
+    with pytest.raises(ValueError, match="dev set: 200 rows but 199 labels"):
+        probe_accuracy(Xtr, ytr, Xte, yte, eval_sets={"dev": (Xte[dev], yte[1:200])})
+
+
+def test_linear_probe_follows_scikit_learn_conventions(cifar):
+    Xtr, ytr, Xte, yte = cifar
+    names = np.array([f"class {c}" for c in range(10)])
+    probe = LinearProbe(C=0.05, max_iter=200)
+    assert vars(probe) == {"C": 0.05, "max_iter": 200, "tol": probe.tol, "standardize": True,
+                           "device": None}                            # __init__ only stores
+    with pytest.raises(ValueError, match="not fitted"):
+        probe.predict(Xte)
+    assert probe.fit(Xtr, names[ytr]) is probe
+    assert probe.classes_.tolist() == names.tolist() and probe.n_features_in_ == 1280
+    assert isinstance(probe.coef_, np.ndarray) and probe.coef_.shape == (10, 1280)
+    assert isinstance(probe.intercept_, np.ndarray) and probe.intercept_.shape == (10,)
+    scores = probe.decision_function(Xte)
+    by_hand = ((Xte - probe.mean_) / probe.scale_) @ probe.coef_.T + probe.intercept_
+    np.testing.assert_allclose(scores, by_hand, rtol=1e-4, atol=1e-4)
+    assert probe.predict(Xte[:3]).tolist() == names[scores[:3].argmax(1)].tolist()
+    assert probe.score(Xte, names[yte]) > 0.5
+    for bad, message in ((dict(C=-1.0), "C must be a positive number, got -1.0"),
+                         (dict(max_iter=0), "max_iter must be an integer >= 1, got 0"),
+                         (dict(tol="small"), "tol must be a positive number, got 'small'")):
+        with pytest.raises(ValueError, match=message):
+            LinearProbe(**bad).fit(Xtr, ytr)
+    with pytest.raises(ValueError, match=r"X must be 2-D .* got shape \(1280,\)"):
+        probe.fit(Xtr[0], ytr[:1])
+    with pytest.raises(ValueError, match=r"one label per row of X \(1000\), got shape \(999,\)"):
+        probe.fit(Xtr, ytr[1:])
+    with pytest.raises(ValueError, match="at least 2 classes, got 1"):
+        probe.fit(Xtr[:5], np.zeros(5))
+    with pytest.raises(ValueError, match="X has 64 features, but this LinearProbe was fitted "
+                                         "with 1280"):
+        probe.predict(Xte[:, :64])
+
+
+def test_probe_solvers_live_only_in_the_probe_engine():
+    """One implementation of each probe solver and of the standardisation (issue 11)."""
+    from pathlib import Path
+
+    import diffred
+    package = Path(diffred.__file__).parent
+    engine = {"probe.py", "_lbfgs.py"}
+    markers = ("torch.optim.Adam", "def _two_loop", "def _top_eigenvalue", "momentum * (",
+               "clamp_min(1e-6)")
+    engine_text = "".join((package / name).read_text() for name in engine)
+    assert all(m in engine_text for m in markers)                  # the markers are not stale
+    elsewhere = [f"{path.name}: {m}" for path in sorted(package.glob("*.py"))
+                 if path.name not in engine for m in markers if m in path.read_text()]
+    assert not elsewhere
