@@ -36,7 +36,7 @@ TIMEOUT_S = 30
 ATTEMPTS = 4            # one transfer plus three resumptions per run
 CHUNK = 1 << 16
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
-IDENTICAL = ("download", "extract")      # ``how`` of entries whose file is the mirror's, byte for byte
+IDENTICAL = ("download", "extract")      # ``how`` of entries byte-identical to the mirror's file
 
 
 class FetchError(DiffredError):
@@ -115,7 +115,7 @@ def entries_for(names, manifest=MANIFEST) -> list[dict]:
 
 def find_entry(entry: dict, dirs) -> Path | None:
     """The first ``<dir>/<path>`` that is there — with the manifest's size for a byte-identical
-    entry (a rebuilt file's size may differ; fetch writes it only once verified) — else ``None``."""
+    entry (a rebuilt file's size may differ; fetch writes it only once verified) — or None."""
     for d in dirs:
         p = Path(d) / entry["path"]
         if p.is_file() and (entry["how"] not in IDENTICAL or p.stat().st_size == entry["size"]):
@@ -156,7 +156,9 @@ def download(url: str, part: Path, size: int | None = None, progress: bool | Non
                 return part
             part.unlink()
             have = 0
-        headers = {"User-Agent": "diffred-data-fetch", **({"Range": f"bytes={have}-"} if have else {})}
+        headers = {"User-Agent": "diffred-data-fetch"}
+        if have:
+            headers["Range"] = f"bytes={have}-"
         try:
             with urlopen(Request(url, headers=headers), timeout=TIMEOUT_S) as resp:
                 if on_response:
@@ -167,7 +169,7 @@ def download(url: str, part: Path, size: int | None = None, progress: bool | Non
                 total = have + int(length) if length is not None else size
                 with open(part, "ab" if have else "wb") as f, \
                         tqdm(total=total, initial=have, unit="B", unit_scale=True,
-                             unit_divisor=1024, desc=label or Path(url).name, leave=False,
+                             unit_divisor=1024, desc=label or Path(url).name,
                              disable=None if progress is None else not progress) as bar:
                     while chunk := resp.read(CHUNK):
                         f.write(chunk)
@@ -270,12 +272,14 @@ def fetch(names=None, target: Path | None = None, *, only_target: bool = False,
     if not todo:
         log("data: nothing to fetch, every requested dataset is present")
         return []
-    announced = []
+    said = False
 
     def announce():              # said once the network answers: offline gives one line only
-        if not announced:
-            announced.append(log(f"data: fetching {', '.join(dataset_names(todo))} into {target} "
-                                 f"from the canonical sources (network)"))
+        nonlocal said
+        if not said:
+            log(f"data: fetching {', '.join(dataset_names(todo))} into {target} from the "
+                f"canonical sources (network)")
+            said = True
     written = []
     try:
         for url in dict.fromkeys(e["url"] for e in todo):
@@ -284,8 +288,8 @@ def fetch(names=None, target: Path | None = None, *, only_target: bool = False,
     except NetworkError as err:
         left = dataset_names([e for e in todo if not (target / e["path"]).is_file()])
         names = "--all" if left == dataset_names(manifest) else " ".join(left)
-        raise NetworkError(f"{err}; missing datasets: {', '.join(left)} — run `diffred data fetch "
-                           f"{names}` when online, or set DIFFRED_DATA to a mirror") from None
+        raise NetworkError(f"{err}; missing datasets: {', '.join(left)} — run `diffred data "
+                           f"fetch {names}` when online, or set DIFFRED_DATA to a mirror") from None
     finally:
         if (target / ".downloads").is_dir() and not any((target / ".downloads").iterdir()):
             (target / ".downloads").rmdir()
@@ -294,7 +298,8 @@ def fetch(names=None, target: Path | None = None, *, only_target: bool = False,
 
 def part_path(target: Path, url: str) -> Path:
     """Where the download of ``url`` accumulates (kept after an interruption, for resuming)."""
-    return target / ".downloads" / f"{hashlib.sha1(url.encode()).hexdigest()[:12]}-{Path(url).name}.part"
+    key = hashlib.sha1(url.encode()).hexdigest()[:12]
+    return target / ".downloads" / f"{key}-{Path(url).name}.part"
 
 
 def _fetch_source(url, group, target, url_base, progress, announce) -> list[Path]:

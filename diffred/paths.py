@@ -20,7 +20,9 @@ IN_CHECKOUT = (PROJECT_DIR / "_config.yml").exists()
 def default_data_dir() -> Path:
     """Where ``diffred data fetch`` puts datasets when ``DIFFRED_DATA`` is not set:
     ``<project>/data/mirror`` inside a checkout, else ``~/.cache/diffred/data``."""
-    return PROJECT_DIR / "data" / "mirror" if IN_CHECKOUT else Path.home() / ".cache" / "diffred" / "data"
+    if IN_CHECKOUT:
+        return PROJECT_DIR / "data" / "mirror"
+    return Path.home() / ".cache" / "diffred" / "data"
 
 
 def data_dirs() -> list[Path]:

@@ -25,8 +25,9 @@ needs_mirror = pytest.mark.skipif(not (MIRROR / "text").is_dir(), reason="no dat
 
 # --------------------------------------------------------------------------- the stand-in server
 class RangeHandler(BaseHTTPRequestHandler):
-    """Serves ``server.root/<path>`` with ``Range`` support; ``server.cut[path] = n`` closes the
-    connection after ``n`` body bytes, once; every request is logged as ``(path, Range)``."""
+    """Serves ``server.root/<path>`` with ``Range`` support (unless ``server.ignore_range``);
+    ``server.cut[path] = n`` closes the connection after ``n`` body bytes, once; every request
+    is logged as ``(path, Range header)``."""
 
     def do_GET(self):
         srv = self.server
@@ -36,7 +37,8 @@ class RangeHandler(BaseHTTPRequestHandler):
             self.send_error(404)
             return
         data = file.read_bytes()
-        start = int(self.headers["Range"][6:].split("-")[0]) if self.headers.get("Range") else 0
+        rng = None if srv.ignore_range else self.headers.get("Range")
+        start = int(rng[len("bytes="):].split("-")[0]) if rng else 0
         if start >= len(data) > 0:
             self.send_response(416)
             self.send_header("Content-Range", f"bytes */{len(data)}")
@@ -62,7 +64,7 @@ class RangeHandler(BaseHTTPRequestHandler):
 @pytest.fixture
 def server(tmp_path, monkeypatch):
     srv = ThreadingHTTPServer(("127.0.0.1", 0), RangeHandler)
-    srv.root, srv.cut, srv.log = tmp_path / "www", {}, []
+    srv.root, srv.cut, srv.log, srv.ignore_range = tmp_path / "www", {}, [], False
     srv.root.mkdir()
     srv.url = f"http://127.0.0.1:{srv.server_address[1]}"
     thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -192,9 +194,12 @@ def test_an_interrupted_download_resumes(server, tmp_path):
 
 
 @needs_mirror
-def test_a_part_file_left_by_an_earlier_run_is_resumed(server, tmp_path):
+@pytest.mark.parametrize("ignore_range", [False, True])
+def test_a_part_file_left_by_an_earlier_run_is_resumed(server, tmp_path, ignore_range):
+    """... or downloaded afresh when the server ignores Range (answers 200, whole file)."""
     entry = entries("cola")[1]
     publish(server, entry)
+    server.ignore_range = ignore_range
     target = tmp_path / "data"
     stale = F.part_path(target, entry["url"])
     stale.parent.mkdir(parents=True)
