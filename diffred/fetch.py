@@ -272,6 +272,11 @@ def fetch(names=None, target: Path | None = None, *, only_target: bool = False,
     if not todo:
         log("data: nothing to fetch, every requested dataset is present")
         return []
+    try:
+        (target / ".downloads").mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise FetchError(f"cannot write into {target} ({err.strerror}); give another folder "
+                         f"with --to DIR or DIFFRED_DATA") from None
     said = False
 
     def announce():              # said once the network answers: offline gives one line only

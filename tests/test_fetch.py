@@ -230,6 +230,13 @@ def test_offline_names_the_missing_datasets_and_the_command(tmp_path, monkeypatc
     assert not any(tmp_path.iterdir())
 
 
+def test_a_folder_that_cannot_be_written_gives_one_line(tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    assert cli.main(["data", "fetch", "trec", "--to", str(tmp_path / "file" / "sub")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("diffred: error: cannot write into")
+
+
 def test_bad_requests_name_the_valid_choices(capsys):
     assert cli.main(["data", "fetch", "sst3"]) == 2
     assert "unknown dataset to fetch 'sst3'; valid choices: cifar10" in capsys.readouterr().err
