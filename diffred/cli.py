@@ -1,4 +1,5 @@
-"""Command line: ``diffred assets``, ``diffred run <chapter> -p name value``, ``diffred extract``.
+"""Command line: ``diffred assets``, ``diffred run <chapter> -p name value``, ``diffred extract``,
+``diffred data fetch``.
 
 Errors print as one line (``diffred: error: ...``) with exit status 2.
 """
@@ -157,6 +158,15 @@ def _cache_command(args) -> None:
         print(f"gc: removed {len(removed)} leftover or obsolete items from {root}")
 
 
+def _data_command(args) -> None:
+    """``diffred data fetch [NAME...|--all] [--to DIR]``: download what is missing."""
+    from .fetch import dataset_names, fetch
+    if bool(args.names) == args.all:
+        raise DiffredError("name the datasets to fetch or give --all (not both); valid choices: "
+                           + ", ".join(dataset_names()))
+    fetch(None if args.all else args.names, args.to, only_target=args.to is not None)
+
+
 # --------------------------------------------------------------------------- main
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="diffred", description=__doc__.splitlines()[0])
@@ -172,6 +182,12 @@ def _parser() -> argparse.ArgumentParser:
                    metavar=("NAME", "VALUE"), help="parameter for every chapter that has it")
     b.add_argument("-o", "--output", type=Path, help="folder (default _build/papermill)")
     sub.add_parser("chapters", help="list chapters and their parameters")
+    d = sub.add_parser("data", help="datasets: fetch the missing ones from their canonical sources")
+    f = d.add_subparsers(dest="data_command", required=True).add_parser(
+        "fetch", help="download missing datasets, verified against the manifest's checksums")
+    f.add_argument("names", nargs="*", metavar="NAME", help="datasets (see `diffred assets`)")
+    f.add_argument("--all", action="store_true", help="every dataset of the manifest")
+    f.add_argument("--to", type=Path, help="folder (default $DIFFRED_DATA, else data/mirror)")
     e = sub.add_parser("extract", help="extract (and cache) features")
     e.add_argument("model")
     e.add_argument("dataset")
@@ -201,6 +217,8 @@ def main(argv=None) -> int:
             print(f"wrote {out}")
         elif args.command == "book":
             print(f"wrote {build_book(dict(args.parameter), args.output, progress=True)}")
+        elif args.command == "data":
+            _data_command(args)
         elif args.command == "extract":
             from .extract import features
             layer = int(args.layer) if args.layer.isdigit() else args.layer

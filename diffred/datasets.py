@@ -22,6 +22,7 @@ from typing import Callable
 
 import numpy as np
 
+from .data_manifest import MANIFEST
 from .errors import AssetNotFound, check_choice
 from .images import image_array
 from .paths import cache_dir, data_dirs
@@ -85,6 +86,11 @@ class DatasetSpec:
 
 
 # --------------------------------------------------------------------------- file finding
+def manifest_files(dataset: str) -> list[str]:
+    """The dataset's files in the mirror layout (empty for installed packages)."""
+    return [e["path"] for e in MANIFEST if e["dataset"] == dataset]
+
+
 def find_file(relative: str, dataset: str) -> Path:
     """The first existing ``<data dir>/relative``, or :class:`AssetNotFound` naming the places."""
     tried = []
@@ -93,8 +99,9 @@ def find_file(relative: str, dataset: str) -> Path:
         if p.exists():
             return p
         tried.append(str(p))
+    fetch = f", or run `diffred data fetch {dataset}`" if manifest_files(dataset) else ""
     raise AssetNotFound(f"dataset {dataset!r}: {relative} not found; looked in {', '.join(tried)} "
-                        f"(set DIFFRED_DATA to the folder holding it)")
+                        f"(set DIFFRED_DATA to the folder holding it{fetch})")
 
 
 def _seeded_split(labels: np.ndarray, split: str, frac_held: float, held_name: str,
@@ -445,10 +452,9 @@ def dataset_available(name: str) -> tuple[bool, str]:
     """(available, where) without loading everything."""
     spec = DATASETS[name]
     try:
-        if spec.kind == "image" and name in ("cifar10", "sign_digits", "imagenet_sample"):
-            rel = {"cifar10": "cifar10-jpeg.zip", "sign_digits": "sign-language-digits.zip",
-                   "imagenet_sample": "imagenet-sample-256.zip"}[name]
-            return True, str(find_file(f"vision/{rel}", name))
+        if manifest_files(name):     # every file of the mirror layout, wherever it is found
+            found = [find_file(rel, name) for rel in manifest_files(name)]
+            return True, str(found[0] if len(found) == 1 else found[0].parent)
         if name == "elpv":
             import elpv_dataset
             return True, str(Path(elpv_dataset.__file__).parent)
@@ -457,9 +463,6 @@ def dataset_available(name: str) -> tuple[bool, str]:
                     Path("/usr/share/datasets/fashion-mnist")]:
                 if list(d.glob("train-images-idx3-ubyte*")):
                     return True, str(d)
-            return False, spec.how_to_get
-        folder = {"ud_pos": "ud-en-ewt", "conll2000_chunk": "conll2000",
-                  "conll2003_ner": "conll2003"}.get(name, name)
-        return True, str(find_file(f"text/{folder}", name))
+        return False, spec.how_to_get
     except (AssetNotFound, ImportError):
         return False, spec.how_to_get

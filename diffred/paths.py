@@ -1,7 +1,8 @@
 """Where diffred looks for data and keeps its caches and results.
 
 * ``DIFFRED_DATA``  – local data mirror (layout of ``../shared/data/README.md``).
-  Default: ``<project>/../shared/data`` when that folder exists.
+  Default: ``<project>/../shared/data`` when that folder exists, else
+  :func:`default_data_dir` (``<project>/data/mirror``, where ``diffred data fetch`` puts files).
 * ``DIFFRED_CACHE`` – feature / checkpoint cache. Default: ``<project>/data/cache``
   inside a checkout, else ``~/.cache/diffred``.
 * ``DIFFRED_RESULTS`` – tidy result tables. Default: ``<project>/data/results``.
@@ -16,12 +17,21 @@ PROJECT_DIR = PACKAGE_DIR.parent
 IN_CHECKOUT = (PROJECT_DIR / "_config.yml").exists()
 
 
+def default_data_dir() -> Path:
+    """Where ``diffred data fetch`` puts datasets when ``DIFFRED_DATA`` is not set:
+    ``<project>/data/mirror`` inside a checkout, else ``~/.cache/diffred/data``."""
+    if IN_CHECKOUT:
+        return PROJECT_DIR / "data" / "mirror"
+    return Path.home() / ".cache" / "diffred" / "data"
+
+
 def data_dirs() -> list[Path]:
     """Candidate local data folders, in the order they are searched."""
     dirs = []
     if os.environ.get("DIFFRED_DATA"):
         dirs.append(Path(os.environ["DIFFRED_DATA"]).expanduser())
     dirs.append(PROJECT_DIR.parent / "shared" / "data")
+    dirs.append(default_data_dir())
     dirs.append(PROJECT_DIR / "data")
     return dirs
 
