@@ -26,6 +26,8 @@ CHROMIUM = next(
      if c and Path(c).exists()),
     None,
 )
+pytestmark = pytest.mark.slow      # builds books: not part of `make test-fast`
+
 needs_chromium = pytest.mark.skipif(
     CHROMIUM is None, reason="headless Chromium is not installed (apt-get install -y chromium)"
 )

@@ -159,22 +159,3 @@ def test_cached_sweep_computes_once_and_reads_back_the_same_tables(tmp_path, mon
     assert len(calls) == 2
 
 
-# --------------------------------------------------------------------------- chapter
-def test_chapter_runs_end_to_end_at_tiny_scale(tmp_path, monkeypatch):
-    from diffred.cli import run_chapter
-    import nbformat
-    monkeypatch.setenv("DIFFRED_RESULTS", str(tmp_path / "results"))
-    out = run_chapter("01_diffuse_redundancy", {"quick": True}, tmp_path / "ch1.ipynb")
-    nb = nbformat.read(out, as_version=4)
-    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
-              if o.get("output_type") == "error"]
-    assert not errors
-    folder = tmp_path / "results" / "01_diffuse_redundancy"
-    for name in ("probe_runs", "accuracy_curve", "subset_cka", "diffuse_redundancy",
-                 "paper_vs_this_run", "class_cost", "layer_dr"):
-        assert (folder / f"{name}.csv").exists() and (folder / f"{name}.json").exists()
-    runs = pd.read_csv(folder / "probe_runs.csv")
-    assert {"model", "weights", "dataset", "train_subset", "seed", "code_version"} <= set(runs)
-    assert runs["weights"].notna().all()
-    cmp = pd.read_csv(folder / "paper_vs_this_run.csv")
-    assert cmp["this_run"].notna().all() and (cmp["paper"] > 0).all()

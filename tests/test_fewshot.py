@@ -136,14 +136,3 @@ def test_soft_mask_comparison_is_paired(tiny_pool):
     assert {"model", "weights", "dataset", "subset", "seed"} <= set(masks.columns)
 
 
-# --------------------------------------------------------------------------- chapter
-def test_chapter_smoke(tmp_path, monkeypatch):
-    from diffred.cli import run_chapter
-    monkeypatch.setenv("DIFFRED_RESULTS", str(tmp_path / "results"))
-    out = run_chapter("03_fewshot_soft_mask", {"quick": True}, tmp_path / "ch3.ipynb")
-    import nbformat
-    nb = nbformat.read(out, as_version=4)
-    text = "\n".join(str(o.get("text", o.get("data", ""))) for c in nb.cells
-                     if c.cell_type == "code" for o in c.get("outputs", []))
-    assert "Error" not in text
-    assert (tmp_path / "results" / "03_fewshot_soft_mask" / "soft_mask.csv").exists()

@@ -7,6 +7,7 @@ from diffred import features, load_dataset, load_model
 from diffred.cache import hash_key
 
 
+@pytest.mark.slow
 def test_efficientnet_lite0_is_real_imagenet_weights():
     """>= 80% top-1 on the 1,000-image ImageNet sample (one image per class)."""
     import torch

@@ -86,8 +86,3 @@ def test_bad_task_names_the_choices():
         neurons.load_task("minilm_l6", "pos", 10, 10, 10)
 
 
-def test_chapter_smoke(tmp_path):
-    from diffred.cli import run_chapter
-    out = run_chapter("02_transformer_redundancy", {"quick": True}, tmp_path / "ch2.ipynb")
-    text = out.read_text()
-    assert "Paper vs this run" in text and "Traceback" not in text
