@@ -185,7 +185,7 @@ def cached_sweep(spec: dict, compute) -> SweepResult:
         res = compute()
         res.runs["probe_seconds"] = time.perf_counter() - start
         return {"runs": res.runs, "per_class": res.per_class}
-    out = cached_tables("sweep", spec, tables, code=(sys.modules[__name__], probe))
+    out = cached_tables("sweep", spec, tables, code=(sys.modules[__name__], *probe.CODE))
     return SweepResult(out["runs"], out["per_class"])
 
 

@@ -283,7 +283,7 @@ def _pool_tensors(pool: Pool, device):
 
 
 # --------------------------------------------------------------------------- experiment 1
-@cached_table("fewshot", code=(probe,))
+@cached_table("fewshot", code=probe.CODE)
 def fraction_curves(pool: Pool, shots=(1, 5, 10, 20),
                     fractions=(0.005, 0.01, 0.02, 0.05, 0.2, 1.0), *, n_way: int = 5, n_query: int = 15, n_episodes: int = 600,
                     seed: int = 0, classifier: str = "lr", episode_batch: int = 300,
@@ -334,7 +334,7 @@ def fraction_curves(pool: Pool, shots=(1, 5, 10, 20),
 
 
 # --------------------------------------------------------------------------- experiment 2
-@cached_table("fewshot", code=(probe,))
+@cached_table("fewshot", code=probe.CODE)
 def confounders(pool: Pool, *, n_way: int = 5, k_shot: int = 1, n_query: int = 15,
                 n_episodes: int = 600, seed: int = 0, episode_batch: int = 50,
                 device: str | None = None) -> pd.DataFrame:
@@ -388,7 +388,7 @@ METHODS = ("no mask", "augmented support, no mask", "hard top-k (support)",
            "soft mask (support)", "soft mask (oracle)")
 
 
-@cached_table("fewshot", code=(probe,))
+@cached_table("fewshot", code=probe.CODE)
 def soft_mask_comparison(pool: Pool, shots=(1, 5), *, n_way: int = 5, n_query: int = 15,
                          n_episodes: int = 600, seed: int = 0, topk_fraction: float = 0.05,
                          shrink: float = 0.5, classifiers=CLASSIFIERS, episode_batch: int = 300,

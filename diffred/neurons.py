@@ -509,7 +509,7 @@ def task_tables(model: str, task: str, n_train: int, n_eval: int, *, pooling: st
                             random_seeds, C, max_iter, device, seed)
         return {"summary": r.summary, "curves": r.curves, "layers": r.layers, "cost": r.cost}
     return cached_tables("task-redundancy", spec, compute,
-                         code=(sys.modules[__name__], probe, similarity))
+                         code=(sys.modules[__name__], *probe.CODE, similarity))
 
 
 def run_tasks(model_tasks: dict, *, n_train_tokens: int, n_eval_tokens: int,

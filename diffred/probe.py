@@ -31,23 +31,22 @@ by 0.20 / 1.2, at 3e-5 by 0.09 / 0.3 — so the default here is 3e-5.
 """
 from __future__ import annotations
 
-import hashlib
 import numbers
+import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
+from . import _lbfgs
 from ._lbfgs import OwnFeatures, SharedColumns, lbfgs, whitening_pays
 from .device import default_device
 from .errors import check_choice
 
 TOL = 3e-5     # default gradient tolerance of the L-BFGS probes (see the module docstring)
 SOLVERS = ("lbfgs", "nesterov")
-#: hash of the probe engine's source (this module and :mod:`diffred._lbfgs`): put it in the key
-#: of every cached probe result, so that a change to any solver never serves stale results
-VERSION = hashlib.sha256(b"".join((Path(__file__).parent / name).read_bytes()
-                                  for name in ("probe.py", "_lbfgs.py"))).hexdigest()[:12]
+#: the probe engine's code (this module and :mod:`diffred._lbfgs`): every cached probe result
+#: passes it to :func:`diffred.cache.code_version`, so a solver change never serves stale results
+CODE = (sys.modules[__name__], _lbfgs)
 
 
 @dataclass

@@ -134,3 +134,28 @@ def test_chapter_runs_at_quick_scale_and_writes_its_tables(chapter, tmp_path, mo
     params = resolve_parameters(chapter, {"quick": True})
     assert quick_preset(chapters()[chapter])
     CHECKS[chapter[:2]](tables, params)
+
+
+def test_two_concurrent_runs_of_one_chapter_finish_with_identical_tables(tmp_path):
+    """Two `diffred run` of a chapter at once, on one cold cache: both finish, same tables
+    (an entry computed twice is fine; a torn or mixed one is not)."""
+    import os
+    import subprocess
+    import sys
+    env = {**os.environ, "DIFFRED_CACHE": str(tmp_path / "cache")}
+    runs = []
+    for i in (1, 2):
+        runs.append(subprocess.Popen(
+            [sys.executable, "-m", "diffred.cli", "run", "03", "-p", "quick", "True",
+             "-o", str(tmp_path / f"run{i}.ipynb")],
+            env={**env, "DIFFRED_RESULTS": str(tmp_path / f"results{i}")},
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+    for run in runs:
+        _, err = run.communicate(timeout=900)
+        assert run.returncode == 0, err[-2000:]
+    first = tmp_path / "results1" / "03_fewshot_soft_mask"
+    second = tmp_path / "results2" / "03_fewshot_soft_mask"
+    names = sorted(f.name for f in first.glob("*.csv"))
+    assert names and names == sorted(f.name for f in second.glob("*.csv"))
+    for name in names:
+        pd.testing.assert_frame_equal(pd.read_csv(first / name), pd.read_csv(second / name))
