@@ -388,6 +388,10 @@ def _source_digest(obj) -> str:
     except (TypeError, OSError) as err:
         raise ValueError(f"cannot read the source of {obj!r} for its code version: {err}") from None
     tree = ast.parse(textwrap.dedent(source))
+    # charts draw results and never change them: a module's ``*_chart`` functions are not part
+    # of its code version (restyling a figure must not recompute what it shows)
+    tree.body = [n for n in tree.body if not (isinstance(n, ast.FunctionDef)
+                                              and n.name.endswith("_chart"))]
     for node in ast.walk(tree):
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) \
                 and node.body and isinstance(node.body[0], ast.Expr) \
@@ -399,7 +403,8 @@ def _source_digest(obj) -> str:
 
 def code_version(*objects) -> str:
     """Hash (hex, 16 chars) of the source of modules/functions/classes, as their AST with
-    docstrings removed (so comments, docstrings and formatting do not change it)."""
+    docstrings removed (so comments, docstrings and formatting do not change it) and without
+    a module's ``*_chart`` functions (figures never change the numbers they draw)."""
     h = hashlib.sha256()
     for obj in objects:
         h.update(_source_digest(obj).encode())

@@ -460,6 +460,13 @@ def test_code_version_ignores_docstrings_and_comments_and_changes_with_code(tmp_
     assert C.code_version(base) == C.code_version(doc)
     assert C.code_version(base.f) != C.code_version(code.f)
     assert C.code_version(base.f, code.f) != C.code_version(code.f, base.f)
+    charted = write_module(tmp_path, "v4", '''
+        def f(x):
+            return x + 1
+        def f_chart(table):
+            return "a restyled figure"
+        ''')
+    assert C.code_version(charted) == C.code_version(base)     # charts never change results
     with pytest.raises(ValueError, match="cannot read the source"):
         C.code_version(len)
 
