@@ -404,7 +404,7 @@ def accuracy_chart(curve: pd.DataFrame, facet_row: str = "model", facet_column: 
         x=x, y=alt.Y("accuracy:Q", title="test accuracy"), color=color,
         tooltip=["model", "dataset", "method", "fraction", "k", alt.Tooltip("accuracy", format=".3f")])
     # narrow panels: four datasets side by side fit the book's content column
-    return alt.layer(band, line, data=data).properties(width=140, height=120).facet(
+    return alt.layer(band, line, data=data).properties(width=125, height=115).facet(
         row=alt.Row(f"{facet_row}:N", title=None),
         column=alt.Column(f"{facet_column}:N", title=None))
 
@@ -455,7 +455,7 @@ def class_cost_chart(cost: pd.DataFrame):
         color=alt.Color("which:N", title=None, legend=alt.Legend(orient="bottom")),
         strokeDash=alt.StrokeDash("model:N", legend=alt.Legend(orient="bottom")),
         tooltip=["model", "dataset", "which", "fraction", alt.Tooltip("drop", format=".3f")],
-    ).properties(width=140, height=130).facet(column=alt.Column("dataset:N", title=None))
+    ).properties(width=125, height=120).facet(column=alt.Column("dataset:N", title=None))
 
 
 def layer_chart(dr: pd.DataFrame, delta: float = 0.9):

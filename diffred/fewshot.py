@@ -574,7 +574,7 @@ def gain_chart(masks: pd.DataFrame):
         tooltip=["model", "dataset", "method", "shots", alt.Tooltip("gain_pts:Q", format=".2f")])
     err = base.mark_rule().encode(x="lo:Q", x2="hi:Q")
     zero = alt.Chart(pd.DataFrame({"x": [0]})).mark_rule(color="black").encode(x="x:Q")
-    return (err + bars + zero).properties(width=220, height=alt.Step(7)).facet(
+    return (err + bars + zero).properties(width=200, height=alt.Step(7)).facet(
         column=alt.Column("classifier:N"), row=alt.Row("shots:N", title="shots K"))
 
 

@@ -396,7 +396,7 @@ def selection_chart(curves: pd.DataFrame):
                                   legend=alt.Legend(orient="bottom")),
         tooltip=["model", "dataset", "selected_layer", "method", "k",
                  alt.Tooltip("pct:Q", format=".2f"), alt.Tooltip("test_acc:Q", format=".3f")]
-    ).properties(width=190, height=140).facet(   # three panels a row fit the content column
+    ).properties(width=170, height=130).facet(   # three panels a row fit the content column
         facet=alt.Facet("panel:N", title=None), columns=3
     ).resolve_scale(y="independent").properties(title="Minimal neuron sets: ranked vs random")
 

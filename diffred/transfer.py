@@ -393,8 +393,9 @@ def curves_chart(curves: pd.DataFrame, color: str = "init"):
     alt = _alt()
     return alt.Chart(curves).mark_line(point=True).encode(
         x="epoch:Q", y=alt.Y("test_accuracy:Q", title="test accuracy"),
-        color=f"{color}:N", detail="seed:N", strokeDash="init:N",
-    ).properties(width=180, height=150).facet(column=alt.Column("dataset:N", title=None)
+        color=alt.Color(f"{color}:N", legend=alt.Legend(orient="bottom")), detail="seed:N",
+        strokeDash=alt.StrokeDash("init:N", legend=alt.Legend(orient="bottom")),
+    ).properties(width=170, height=150).facet(column=alt.Column("dataset:N", title=None)
                                              ).properties(title="Training curves")
 
 

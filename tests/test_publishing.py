@@ -123,6 +123,9 @@ class _Outputs(HTMLParser):
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Path:
+    import os
+    if os.environ.get("DIFFRED_TEST_SITE"):     # a site built already (diffred book -p quick True)
+        return Path(os.environ["DIFFRED_TEST_SITE"])
     from diffred.cli import build_book
     out = tmp_path_factory.mktemp("book")
     index = build_book({"quick": True}, out)    # -W: a warning fails the build
