@@ -92,15 +92,32 @@ def write_bundle(static_dir: str | Path) -> Path:
 # --------------------------------------------------------------------------
 # Sphinx extension
 # --------------------------------------------------------------------------
+CSS_NAME = "diffred.css"
+#: page styles: tables scroll inside the column instead of being cut, the provenance panel
+CSS = """\
+.cell_output table { display: block; max-width: 100%; overflow-x: auto; font-size: 0.85em; }
+.diffred-vega { max-width: 100%; overflow-x: auto; }
+.diffred-provenance p { font-size: 0.85em; margin-bottom: 0.3em; }
+.diffred-provenance details summary { cursor: pointer; font-size: 0.85em; }
+.diffred-provenance-table { font-size: 0.8em; }
+.diffred-provenance-table th { text-align: left; padding-right: 1em; vertical-align: top; }
+p.diffred-caption, .diffred-caption { font-size: 0.9em; color: #555; }
+"""
+
+
 def _on_builder_inited(app) -> None:
     # Written before the pages are, so Sphinx adds a ?v=<checksum> to the URL.
     if getattr(app.builder, "format", None) == "html":
         write_bundle(Path(app.outdir) / "_static")
+        css = Path(app.outdir) / "_static" / CSS_NAME
+        if not (css.exists() and css.read_text(encoding="utf-8") == CSS):
+            css.write_text(CSS, encoding="utf-8")
 
 
 def setup(app) -> dict[str, Any]:
     # defer: the 0.9 MB bundle does not block the page; chart scripts wait for it.
     app.add_js_file(BUNDLE_NAME, loading_method="defer")
+    app.add_css_file(CSS_NAME)
     app.connect("builder-inited", _on_builder_inited)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
 
@@ -191,3 +208,17 @@ def enable_offline_altair(**options: Any) -> None:
     if RENDERER_NAME not in alt.renderers.names():
         alt.renderers.register(RENDERER_NAME, renderer)
     alt.renderers.enable(RENDERER_NAME, **options)
+
+
+# --------------------------------------------------------------------------
+# Tables for a reader
+# --------------------------------------------------------------------------
+def reader_table(df, columns=None, rename: dict | None = None, digits: int = 3):
+    """A table cut down for the page: chosen ``columns`` (those present, in order), renamed,
+    floats rounded to ``digits``, no index.  The full table stays in ``data/results``."""
+    if columns is not None:
+        df = df[[c for c in columns if c in df.columns]]
+    df = df.rename(columns=rename or {})
+    floats = [c for c in df.columns if df[c].dtype.kind == "f"]
+    return df.style.format({c: f"{{:.{digits}f}}" for c in floats}, na_rep="–").hide(
+        axis="index")

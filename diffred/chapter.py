@@ -9,7 +9,10 @@ which applies the quick preset to the parameters still at their defaults (explic
 win), checks every parameter against :data:`SCHEMAS` before anything is computed, sets up the
 charts (house theme and offline renderer), starts the timer, and collects the result tables
 (``ch.save(df, "probe_runs")``) with their provenance; ``ch.finish()`` ends the chapter and
-swaps its tables into ``<results>/<chapter>/`` together.
+swaps its tables into ``<results>/<chapter>/`` together.  ``ch.provenance()`` shows the run's
+provenance (commit, changed parameters, hardware, precision, versions, weights hashes, section
+times) near the top of the page; ``ch.finish()`` updates that panel and writes the same data
+as ``provenance.json`` beside the tables.
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ from .errors import DiffredError
 from .params import (Bool, Choice, Float, Int, ListOf, Pair, ParameterError, Rule, Schema,
                      apply_quick, dataset_names, model_names)
 from .paths import PROJECT_DIR
+from . import provenance as _prov
 
 CHAPTERS_DIR = PROJECT_DIR / "chapters"
 #: parameters that mean the same thing in every chapter that has them; ``diffred book -p NAME``
@@ -234,11 +238,16 @@ class Chapter:
         self.params = rules.check(values)
         self.defaults = defaults
         namespace.update(self.params)
+        _prov.quiet()
         from . import plots
         from .results import ResultSet
         plots.setup()
         self.results = ResultSet(self.name)
         self.started = time.perf_counter()
+        self.sections: list[tuple[str, float]] = []   # (name, seconds), in order
+        self.weights: dict[str, str] = {}             # model -> weights hash
+        self._mark = (None, self.started)
+        self._panel = None
 
     @property
     def changed(self) -> dict:
@@ -249,14 +258,65 @@ class Chapter:
     def elapsed(self) -> float:
         return time.perf_counter() - self.started
 
+    def section(self, name: str) -> None:
+        """Start timing section ``name`` (the previous one, if any, ends here)."""
+        self._close_section()
+        self._mark = (name, time.perf_counter())
+
+    def _close_section(self, default: str | None = None) -> None:
+        name, since = self._mark
+        now = time.perf_counter()
+        name = name or default
+        if name is not None:
+            self.sections.append((name, now - since))
+            self._mark = (None, now)
+
+    def note_weights(self, model: str, weights: str) -> None:
+        """Record the weights hash of a model the chapter used (tables with ``model`` and
+        ``weights`` columns are recorded by :meth:`save` already)."""
+        if weights:
+            self.weights[str(model)] = str(weights)
+
     def save(self, df, name: str) -> Path:
         """Stage a result table, with the chapter's parameters as provenance; it reaches
-        ``<results>/<chapter>/`` with all the others when the chapter finishes."""
+        ``<results>/<chapter>/`` with all the others when the chapter finishes.
+
+        The time since the previous table (or :meth:`section` mark) is recorded as the wall
+        time of the section that produced it, and the table's ``(model, weights)`` pairs as
+        weights hashes of the provenance."""
+        self._close_section(default=name)
+        if {"model", "weights"} <= set(getattr(df, "columns", ())):
+            for model, weights in df[["model", "weights"]].drop_duplicates().itertuples(
+                    index=False):
+                if isinstance(weights, str):
+                    self.note_weights(model, weights)
         return self.results.save(df, name, **self.params)
+
+    def provenance_data(self) -> dict:
+        """Commit, changed parameters, hardware, precision, versions, weights hashes and
+        section wall times of this run (what ``provenance.json`` holds)."""
+        return _prov.collect(self.name, self.changed, self.params.get("device"), self.weights,
+                             self.sections, self.elapsed)
+
+    def provenance(self):
+        """Show the provenance panel (a collapsible block); :meth:`finish` updates it in
+        place with the final section times."""
+        from IPython.display import HTML, display
+        self._panel = display(HTML(_prov.panel_html(self.provenance_data(), final=False)),
+                              display_id=True)
 
     def finish(self) -> str:
         """End of the chapter: every staged table swapped into ``<results>/<chapter>/`` at once
-        (an interrupted run leaves the previous tables intact); its compute time, as a line."""
+        (an interrupted run leaves the previous tables intact), with ``provenance.json``; the
+        provenance panel updated; its compute time, as a line."""
+        import json
+        self._close_section()
+        data = self.provenance_data()
+        self.results.save_file("provenance.json",
+                               json.dumps(data, indent=1, default=str).encode())
+        if self._panel is not None:
+            from IPython.display import HTML
+            self._panel.update(HTML(_prov.panel_html(data, final=True)))
         folder = self.results.commit()
         try:
             folder = folder.resolve().relative_to(PROJECT_DIR)

@@ -114,18 +114,47 @@ def build_book(params: dict | None = None, output: Path | None = None,
         t0 = time.perf_counter()
         run_chapter(stem, mine, source / "chapters" / f"{stem}.ipynb", progress=progress)
         print(f"[{i}/{len(per_chapter)}] {stem}: {time.perf_counter() - t0:.0f} s", flush=True)
+        _drop_stderr(source / "chapters" / f"{stem}.ipynb")
     config = yaml.safe_load((PROJECT_DIR / "_config.yml").read_text())
     config.setdefault("execute", {})["execute_notebooks"] = "off"
     (source / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
     for name in ("_toc.yml", "intro.md"):
         shutil.copy(PROJECT_DIR / name, source / name)
+    for page in CHAPTERS_DIR.iterdir():       # the bibliography and its page
+        if page.suffix == ".bib" or (page.suffix == ".md" and page.stem not in per_chapter):
+            shutil.copy(page, source / "chapters" / page.name)
     jb = Path(sys.executable).parent / "jupyter-book"
     t0 = time.perf_counter()
-    subprocess.run([str(jb), "build", str(source), "--path-output", str(output)], check=True,
-                   cwd=str(PROJECT_DIR), stdout=subprocess.DEVNULL if not progress else None)
+    # -W: a warning fails the build (--keep-going: after reporting all of them)
+    built = subprocess.run([str(jb), "build", str(source), "--path-output", str(output), "-W",
+                            "--keep-going"], cwd=str(PROJECT_DIR), capture_output=not progress,
+                           text=True)
+    if built.returncode != 0:
+        log = (built.stdout or "") + (built.stderr or "")
+        warnings = [line for line in log.splitlines() if "WARNING" in line or "ERROR" in line]
+        raise DiffredError(f"jupyter-book build failed (warnings are errors): "
+                           f"{' | '.join(warnings[:5]) or log[-500:]}")
+    site = output / "_build" / "html"
+    downloads = site / "notebooks"         # executed notebooks and MyST sources, offline
+    downloads.mkdir(exist_ok=True)
+    for stem in per_chapter:
+        shutil.copy(source / "chapters" / f"{stem}.ipynb", downloads / f"{stem}.ipynb")
+        shutil.copy(CHAPTERS_DIR / f"{stem}.md", downloads / f"{stem}.md")
     print(f"site built in {time.perf_counter() - t0:.0f} s; book in "
           f"{time.perf_counter() - started:.0f} s", flush=True)
-    return output / "_build" / "html" / "index.html"
+    return site / "index.html"
+
+
+def _drop_stderr(notebook: Path) -> None:
+    """Remove stderr streams (warnings, progress bars) and papermill's empty outputs from an
+    executed notebook: a reader's page shows results, not noise."""
+    import nbformat
+    nb = nbformat.read(notebook, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.outputs
+                            if not (o.output_type == "stream" and o.get("name") == "stderr")]
+    nbformat.write(nb, notebook)
 
 
 def _cache_command(args) -> None:

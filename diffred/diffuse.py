@@ -398,13 +398,15 @@ def accuracy_chart(curve: pd.DataFrame, facet_row: str = "model", facet_column: 
     data = curve[curve["method"] != "full"].assign(
         lo=lambda d: d["accuracy"] - d["accuracy_std"], hi=lambda d: d["accuracy"] + d["accuracy_std"])
     x = alt.X("fraction:Q", scale=alt.Scale(type="log"), title="fraction of neurons")
-    color = alt.Color("method:N", title="subset / baseline")
+    color = alt.Color("method:N", title="subset / baseline", legend=alt.Legend(orient="bottom"))
     band = alt.Chart().mark_area(opacity=0.25).encode(x=x, y="lo:Q", y2="hi:Q", color=color)
     line = alt.Chart().mark_line(point=True).encode(
         x=x, y=alt.Y("accuracy:Q", title="test accuracy"), color=color,
         tooltip=["model", "dataset", "method", "fraction", "k", alt.Tooltip("accuracy", format=".3f")])
-    return alt.layer(band, line, data=data).properties(width=220, height=160).facet(
-        row=alt.Row(f"{facet_row}:N"), column=alt.Column(f"{facet_column}:N"))
+    # narrow panels: four datasets side by side fit the book's content column
+    return alt.layer(band, line, data=data).properties(width=125, height=115).facet(
+        row=alt.Row(f"{facet_row}:N", title=None),
+        column=alt.Column(f"{facet_column}:N", title=None))
 
 
 def cka_chart(cka: pd.DataFrame):
@@ -419,11 +421,11 @@ def cka_chart(cka: pd.DataFrame):
     return alt.Chart(data).mark_line(point=True).encode(
         x=alt.X("size:Q", scale=alt.Scale(type="log", base=2), title="neurons in random subset"),
         y=alt.Y("mean:Q", title="unbiased linear CKA with full layer"),
-        color=alt.Color("series:N", title=None),
+        color=alt.Color("series:N", title=None, legend=alt.Legend(orient="bottom")),
         strokeDash=alt.condition("datum.series == 'ResNet-50 (paper)'", alt.value([4, 3]),
                                  alt.value([1, 0])),
         tooltip=["series", "size", alt.Tooltip("mean", format=".3f")],
-    ).properties(width=420, height=260, title="CKA of random subsets with the full layer (CIFAR-10)")
+    ).properties(width=440, height=240, title="CKA of random subsets with the full layer (CIFAR-10)")
 
 
 def pareto_chart(points: pd.DataFrame):
@@ -450,9 +452,10 @@ def class_cost_chart(cost: pd.DataFrame):
     return alt.Chart(data).mark_line(point=True).encode(
         x=alt.X("fraction:Q", scale=alt.Scale(type="log"), title="fraction of neurons"),
         y=alt.Y("drop:Q", title="accuracy drop vs full layer"),
-        color=alt.Color("which:N", title=None), strokeDash="model:N",
+        color=alt.Color("which:N", title=None, legend=alt.Legend(orient="bottom")),
+        strokeDash=alt.StrokeDash("model:N", legend=alt.Legend(orient="bottom")),
         tooltip=["model", "dataset", "which", "fraction", alt.Tooltip("drop", format=".3f")],
-    ).properties(width=200, height=150).facet(column="dataset:N")
+    ).properties(width=125, height=120).facet(column=alt.Column("dataset:N", title=None))
 
 
 def layer_chart(dr: pd.DataFrame, delta: float = 0.9):
@@ -462,7 +465,7 @@ def layer_chart(dr: pd.DataFrame, delta: float = 0.9):
         x=alt.X("layer:N", sort=None, title=None), y=alt.Y(f"DR({delta:g}):Q", title=f"DR({delta:g})"),
         color="layer:N", column="dataset:N",
         tooltip=["model", "layer", "dim", f"DR({delta:g})", alt.Tooltip("full_accuracy", format=".3f")],
-    ).properties(width=120, height=160)
+    ).properties(width=110, height=150)
 
 
 def closing_note(dr: pd.DataFrame, dataset: str = "cifar10") -> str:

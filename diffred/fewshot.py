@@ -537,9 +537,10 @@ def fraction_chart(curves: pd.DataFrame):
         y=alt.Y("acc_pct:Q", title="accuracy (%)", scale=alt.Scale(zero=False)),
         tooltip=["model", "dataset", "shots", "ranking", "k",
                  alt.Tooltip("acc_pct:Q", format=".1f"), alt.Tooltip("ci95:Q", format=".3f")])
-    band = base.mark_errorband().encode(y="lo:Q", y2="hi:Q")
-    return (band + lines).properties(width=220, height=160).facet(
-        row=alt.Row("dataset:N"), column=alt.Column("model:N")).resolve_scale(y="independent")
+    band = base.mark_errorband().encode(y=alt.Y("lo:Q", title="accuracy (%)"), y2="hi:Q")
+    return (band + lines).properties(width=200, height=140).facet(
+        row=alt.Row("dataset:N", title=None), column=alt.Column("model:N", title=None)
+    ).resolve_scale(y="independent")
 
 
 def confounder_chart(conf: pd.DataFrame):
@@ -565,14 +566,15 @@ def gain_chart(masks: pd.DataFrame):
         pair=lambda d: d.model + " / " + d.dataset, gain_pts=lambda d: 100 * d.gain,
         lo=lambda d: 100 * (d.gain - d.gain_ci95), hi=lambda d: 100 * (d.gain + d.gain_ci95))
     base = alt.Chart(data).encode(y=alt.Y("pair:N", title=None),
-                                  color=alt.Color("method:N", sort=list(METHODS[1:])),
+                                  color=alt.Color("method:N", sort=list(METHODS[1:]),
+                                                  legend=alt.Legend(orient="bottom", columns=2)),
                                   yOffset=alt.YOffset("method:N", sort=list(METHODS[1:])))
     bars = base.mark_point(filled=True).encode(
         x=alt.X("gain_pts:Q", title="gain over no mask (accuracy points)"),
         tooltip=["model", "dataset", "method", "shots", alt.Tooltip("gain_pts:Q", format=".2f")])
     err = base.mark_rule().encode(x="lo:Q", x2="hi:Q")
     zero = alt.Chart(pd.DataFrame({"x": [0]})).mark_rule(color="black").encode(x="x:Q")
-    return (err + bars + zero).properties(width=260, height=alt.Step(7)).facet(
+    return (err + bars + zero).properties(width=200, height=alt.Step(7)).facet(
         column=alt.Column("classifier:N"), row=alt.Row("shots:N", title="shots K"))
 
 

@@ -387,15 +387,17 @@ def redundancy_chart(df: pd.DataFrame):
 def selection_chart(curves: pd.DataFrame):
     """Test accuracy vs % of neurons kept: elastic-net ranking vs random, per task and model."""
     import altair as alt
-    return alt.Chart(curves).mark_line(point=True).encode(
+    data = curves.assign(panel=curves["model"] + " · " + curves["dataset"])
+    return alt.Chart(data).mark_line(point=True).encode(
         x=alt.X("pct:Q", title="% of all neurons kept", scale=alt.Scale(type="log")),
         y=alt.Y("test_acc:Q", title="test accuracy", scale=alt.Scale(zero=False)),
-        color=alt.Color("method:N", title="selection"),
-        strokeDash=alt.StrokeDash("selected_layer:N", title="layers 0..l"),
+        color=alt.Color("method:N", title="selection", legend=alt.Legend(orient="bottom")),
+        strokeDash=alt.StrokeDash("selected_layer:N", title="layers 0..l",
+                                  legend=alt.Legend(orient="bottom")),
         tooltip=["model", "dataset", "selected_layer", "method", "k",
                  alt.Tooltip("pct:Q", format=".2f"), alt.Tooltip("test_acc:Q", format=".3f")]
-    ).properties(width=230, height=170).facet(
-        row=alt.Row("model:N", title=None), column=alt.Column("dataset:N", title=None)
+    ).properties(width=170, height=130).facet(   # three panels a row fit the content column
+        facet=alt.Facet("panel:N", title=None), columns=3
     ).resolve_scale(y="independent").properties(title="Minimal neuron sets: ranked vs random")
 
 

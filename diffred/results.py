@@ -69,16 +69,25 @@ class ResultSet:
         self.folder = self.root / chapter
         self._stage: Path | None = None
 
-    def save(self, df: pd.DataFrame, name: str, **params) -> Path:
-        """CSV + ``.json`` provenance into the staging folder; returns the final path."""
+    def _staging(self) -> Path:
         if self._stage is None:
             self.root.mkdir(parents=True, exist_ok=True)
             self._stage = Path(tempfile.mkdtemp(
                 dir=self.root, prefix=f".{self.chapter}.stage-{os.getpid()}-"))
             os.chmod(self._stage, 0o755)           # mkdtemp's 0700 would hide the tables
+        return self._stage
+
+    def save(self, df: pd.DataFrame, name: str, **params) -> Path:
+        """CSV + ``.json`` provenance into the staging folder; returns the final path."""
+        stage = self._staging()
         for file, data in _table_files(df, name, params).items():
-            (self._stage / file).write_bytes(data)
+            (stage / file).write_bytes(data)
         return self.folder / f"{name}.csv"
+
+    def save_file(self, name: str, data: bytes) -> Path:
+        """One more file (``provenance.json``) staged with the tables; returns the final path."""
+        (self._staging() / name).write_bytes(data)
+        return self.folder / name
 
     def commit(self) -> Path:
         """Swap the staged tables into ``<results>/<chapter>/`` (the old folder is removed)."""

@@ -393,8 +393,9 @@ def curves_chart(curves: pd.DataFrame, color: str = "init"):
     alt = _alt()
     return alt.Chart(curves).mark_line(point=True).encode(
         x="epoch:Q", y=alt.Y("test_accuracy:Q", title="test accuracy"),
-        color=f"{color}:N", detail="seed:N", strokeDash="init:N",
-    ).properties(width=180, height=150).facet(column=alt.Column("dataset:N", title=None)
+        color=alt.Color(f"{color}:N", legend=alt.Legend(orient="bottom")), detail="seed:N",
+        strokeDash=alt.StrokeDash("init:N", legend=alt.Legend(orient="bottom")),
+    ).properties(width=170, height=150).facet(column=alt.Column("dataset:N", title=None)
                                              ).properties(title="Training curves")
 
 
@@ -414,16 +415,18 @@ def cka_chart(table: pd.DataFrame):
     alt = _alt()
     return alt.Chart(table).mark_line(point=True).encode(
         x=alt.X("stage:N", sort=None), y=alt.Y("cka:Q", scale=alt.Scale(domain=[0, 1]),
-                                              title="linear CKA"), color="pair:N",
-    ).properties(width=260, height=180, title="Feature similarity per stage")
+                                              title="linear CKA"),
+        color=alt.Color("pair:N", legend=alt.Legend(orient="bottom", columns=1)),
+    ).properties(width=240, height=170, title="Feature similarity per stage")
 
 
 def interpolation_chart(table: pd.DataFrame):
     alt = _alt()
     return alt.Chart(table).mark_line(point=True).encode(
         x=alt.X("lambda:Q", title="λ"), y=alt.Y("accuracy:Q", title="test accuracy"),
-        color="pair:N", tooltip=["pair", "lambda", "accuracy", "barrier"],
-    ).properties(width=260, height=180, title="Linear interpolation θ(λ), BN re-estimated")
+        color=alt.Color("pair:N", legend=alt.Legend(orient="bottom", columns=1)),
+        tooltip=["pair", "lambda", "accuracy", "barrier"],
+    ).properties(width=240, height=170, title="Linear interpolation θ(λ), BN re-estimated")
 
 
 def criticality_chart(table: pd.DataFrame):

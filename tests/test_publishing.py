@@ -1,0 +1,167 @@
+"""The published book: provenance on every chapter page, a bibliography that resolves every
+citation, exercises with hidden solutions, downloadable executed notebooks, clean outputs.
+
+The fast tests read the sources; the ``slow`` ones build the whole book at quick scale
+(``diffred book -p quick True`` into a temporary folder) and read the site.
+"""
+from __future__ import annotations
+
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from diffred import provenance
+from diffred.chapter import Chapter, chapters
+
+ROOT = Path(__file__).resolve().parents[1]
+BIB = ROOT / "chapters" / "references.bib"
+CITE = re.compile(r"\{cite(?::[a-z]+)?\}`([^`]+)`")
+EQ_REF = re.compile(r"\{eq\}`([^`]+)`")
+EQ_LABEL = re.compile(r"^\$\$ \(([^)]+)\)\s*$", re.M)
+HASH = re.compile(r"commit <code>([0-9a-f]{7,40}(-dirty)?|unknown)</code>")
+TQDM_BAR = re.compile(r"\d+%\|[^|]*\||\d+(\.\d+)?(it|s)/(s|it)\]|Loading weights")
+
+
+def bib_keys() -> set[str]:
+    return set(re.findall(r"^@\w+\{([^,\s]+),", BIB.read_text(), re.M))
+
+
+def pages() -> dict[str, str]:
+    out = {p.stem: p.read_text() for p in chapters().values()}
+    out["intro"] = (ROOT / "intro.md").read_text()
+    return out
+
+
+# --------------------------------------------------------------------------- sources
+def test_every_citation_key_is_in_the_bibliography():
+    keys = bib_keys()
+    assert {"nanda2023diffused", "dalvi2020analyzing", "luo2023less",
+            "neyshabur2020transferred", "kornblith2019similarity", "song2012feature",
+            "chatterji2020criticality"} <= keys
+    cited = {name: {k.strip() for group in CITE.findall(text) for k in group.split(",")}
+             for name, text in pages().items()}
+    missing = {name: sorted(c - keys) for name, c in cited.items() if c - keys}
+    assert not missing, f"citation keys not in {BIB.name}: {missing}"
+    for stem in chapters():
+        assert cited[stem], f"chapter {stem} cites nothing"
+
+
+def test_equation_references_have_labels():
+    for name, text in pages().items():
+        labels, refs = set(EQ_LABEL.findall(text)), set(EQ_REF.findall(text))
+        assert refs <= labels, f"{name}: {{eq}} to undefined labels {sorted(refs - labels)}"
+        if name != "intro":
+            assert labels and refs, f"{name}: no labelled / referenced equation"
+
+
+def test_each_chapter_ends_with_three_exercises_with_hidden_solutions():
+    for stem, text in pages().items():
+        if stem == "intro":
+            continue
+        assert "## Exercises" in text, stem
+        tail = text.split("## Exercises", 1)[1]
+        assert len(re.findall(r"^\*\*Exercise \d+\.\d+", tail, re.M)) == 3, stem
+        assert tail.count(":class: dropdown") == 3, stem
+        assert tail.count("diffred run ") >= 2, stem
+
+
+def test_provenance_record_and_panel(tmp_path, monkeypatch):
+    monkeypatch.setenv("DIFFRED_RESULTS", str(tmp_path))
+    import pandas as pd
+    ch = Chapter("03_fewshot_soft_mask", {"quick": True, "n_episodes": 7})
+    ch.section("load")
+    ch.save(pd.DataFrame({"model": ["m"], "weights": ["abc123"], "x": [1.0]}), "t")
+    data = ch.provenance_data()
+    assert re.fullmatch(r"[0-9a-f]{7,40}(-dirty)?|unknown", data["commit"])
+    assert data["changed_parameters"]["quick"] is True
+    assert data["changed_parameters"]["n_episodes"] == 7
+    assert data["weights"] == {"m": "abc123"}
+    assert [s["section"] for s in data["sections"]] == ["load"]
+    assert data["hardware"]["cores"] >= 1 and data["versions"]["torch"]
+    html = provenance.panel_html(data, final=True)
+    assert HASH.search(html) and ("CPU:" in html or "(GPU)" in html)
+    ch.finish()
+    written = json.loads((tmp_path / "03_fewshot_soft_mask" / "provenance.json").read_text())
+    assert written["commit"] == data["commit"] and written["weights"] == {"m": "abc123"}
+    assert (tmp_path / "03_fewshot_soft_mask" / "t.csv").exists()
+
+
+def test_git_commit_outside_a_checkout(tmp_path):
+    assert provenance.git_commit(tmp_path) == "unknown"
+
+
+# --------------------------------------------------------------------------- the built site
+class _Outputs(HTMLParser):
+    """Text inside the cell-output containers of a myst-nb page."""
+
+    def __init__(self):
+        super().__init__()
+        self.depth = 0
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag in ("br", "img", "hr", "meta", "link", "input"):
+            return
+        cls = dict(attrs).get("class") or ""
+        if self.depth:
+            self.depth += 1
+        elif "cell_output" in cls.split():
+            self.depth = 1
+
+    def handle_endtag(self, tag):
+        if self.depth and tag not in ("br", "img", "hr", "meta", "link", "input"):
+            self.depth -= 1
+
+    def handle_data(self, data):
+        if self.depth:
+            self.text.append(data)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    import os
+    if os.environ.get("DIFFRED_TEST_SITE"):     # a site built already (diffred book -p quick True)
+        return Path(os.environ["DIFFRED_TEST_SITE"])
+    from diffred.cli import build_book
+    out = tmp_path_factory.mktemp("book")
+    index = build_book({"quick": True}, out)    # -W: a warning fails the build
+    return index.parent
+
+
+@pytest.mark.slow
+def test_chapter_pages_have_provenance_and_notebooks(site: Path):
+    for stem in chapters():
+        html = (site / "chapters" / f"{stem}.html").read_text()
+        assert "diffred-provenance" in html, f"{stem}: no provenance panel"
+        assert HASH.search(html), f"{stem}: no commit hash in the provenance panel"
+        assert re.search(r"CPU: [^<]+ cores|\(GPU\)", html), f"{stem}: no hardware line"
+        assert "so far" not in html, f"{stem}: provenance panel not updated at the end"
+        link = f"../notebooks/{stem}.ipynb"
+        assert f'href="{link}"' in html, f"{stem}: no link to the executed notebook"
+        nb = nbformat.read(site / "notebooks" / f"{stem}.ipynb", as_version=4)
+        assert any(c.get("outputs") for c in nb.cells if c.cell_type == "code"), stem
+        assert (site / "notebooks" / f"{stem}.md").exists()
+        assert "What this chapter found" in html
+
+
+@pytest.mark.slow
+def test_citations_resolve_and_outputs_are_clean(site: Path):
+    bib = (site / "chapters" / "bibliography.html").read_text()
+    for stem in chapters():
+        html = (site / "chapters" / f"{stem}.html").read_text()
+        assert 'class="problematic"' not in html, f"{stem}: unresolved reference"
+        assert "bibliography.html#" in html, f"{stem}: no citation links to the bibliography"
+        parser = _Outputs()
+        parser.feed(html)
+        text = "".join(parser.text)
+        assert "Warning:" not in text and "Warning" not in text, f"{stem}: a warning in the outputs"
+        assert not TQDM_BAR.search(text), f"{stem}: progress bar in the outputs"
+        assert "output stderr" not in html, f"{stem}: stderr output rendered"
+    surnames = re.findall(r"author\s*=\s*\{([^,]+),", BIB.read_text())
+    assert len(surnames) == len(bib_keys())
+    for surname in surnames:
+        assert surname in bib, f"{surname} missing from the bibliography page"
