@@ -189,13 +189,14 @@ def schema(chapter: str) -> Schema:
     return SCHEMAS[stem]
 
 
-def resolve_parameters(chapter: str, explicit: dict, namespace_values: dict | None = None
-                       ) -> dict:
+def resolve_parameters(chapter: str, explicit: dict, namespace: dict | None = None,
+                       preset: dict | None = None) -> dict:
     """Every parameter of ``chapter``: defaults, then the quick preset (when ``quick``) for the
     ones not set explicitly, then ``explicit`` (strings from the shell are parsed); checked.
 
-    ``namespace_values`` (inside a running chapter) replaces the defaults + explicit values:
-    what differs from the default there was set explicitly."""
+    ``namespace`` (inside a running chapter: its ``globals()``) replaces the defaults +
+    explicit values: what differs from the default there was set explicitly.  ``preset``: the
+    quick preset (default: the literal of the chapter's cell tagged ``quick``)."""
     path = resolve_chapter(chapter)
     rules = schema(path.stem)
     defaults = chapter_defaults(path)
@@ -203,12 +204,12 @@ def resolve_parameters(chapter: str, explicit: dict, namespace_values: dict | No
     if undeclared:
         raise DiffredError(f"chapter {path.stem}: parameters cell and rules disagree on "
                            f"{', '.join(undeclared)}")
-    if namespace_values is None:
+    if namespace is None:
         values = {**defaults, **{k: rules.value(k, v) for k, v in explicit.items()}}
     else:
-        values = {k: namespace_values.get(k, v) for k, v in defaults.items()}
+        values = {k: namespace.get(k, v) for k, v in defaults.items()}
     if rules.value("quick", values["quick"]):
-        values = apply_quick(values, defaults, quick_preset(path))
+        values = apply_quick(values, defaults, quick_preset(path) if preset is None else preset)
     return rules.check(values)
 
 
@@ -230,13 +231,8 @@ class Chapter:
     def __init__(self, name: str, namespace: dict, quick_preset: dict | None = None):
         path = resolve_chapter(name)
         self.name = path.stem
-        rules = schema(self.name)
-        defaults = chapter_defaults(path)
-        values = {k: namespace.get(k, v) for k, v in defaults.items()}
-        if rules.value("quick", values["quick"]) and quick_preset:
-            values = apply_quick(values, defaults, quick_preset)
-        self.params = rules.check(values)
-        self.defaults = defaults
+        self.params = resolve_parameters(self.name, {}, namespace, quick_preset or {})
+        self.defaults = chapter_defaults(path)
         namespace.update(self.params)
         _prov.quiet()
         from . import plots
