@@ -229,9 +229,6 @@ def _two_loop(g, S, Y, rho, gamma, newest: int):
     return -r
 
 
-#: the gradient test of the bfloat16 phase: below ~ 1e-4 the rounding of the products' inputs
-#: and outputs (relative 2⁻⁹) makes up much of the gradient, and the float32 phase takes over
-BF16_TOL = 1e-4
 REFRESH = 10     # iterations between float32 recomputations of the bf16 phase's logits
 
 
@@ -243,9 +240,12 @@ def lbfgs(views, y, n_classes: int, C: float, max_iter: int, tol: float,
     int64 labels; ``precondition``: solve in whitened coordinates (:func:`whitening`).
     ``precision``: ``"fp32"``, or ``"bf16"``: mixed precision — first L-BFGS on the views'
     bfloat16 products (logits and gradient; softmax, line search, history and whitening stay
-    float32) down to ``max(tol, BF16_TOL)`` or until the rounding stalls it, then float32
-    from that point with its curvature history, so the stopping test is always evaluated in
-    float32.  ``max_iter`` bounds both phases together.
+    float32) down to ``tol`` or until the rounding stalls it (its gradient noise is ~ 1e-5
+    on 10k standardised rows), then float32 from that point with its curvature history, so
+    the stopping test is always evaluated in float32 (measured on 25 CIFAR-10 subset probes
+    of 128-1024 neurons: a bf16 phase to 1e-4 leaves the float32 phase ~ as much work as
+    fp32 alone; to ``tol`` it leaves a few iterations).  ``max_iter`` bounds both phases
+    together.
 
     The state of the probes still running is kept compact: a probe that converges hands
     its solution to the output and leaves every later product."""
@@ -257,8 +257,8 @@ def lbfgs(views, y, n_classes: int, C: float, max_iter: int, tol: float,
     L = whitening(views, n_classes, C, N) if precondition else None
     state = None
     if precision == "bf16":
-        state = _minimise(views.lowered(), L, y, Y1, reg, max_iter, max(tol, BF16_TOL),
-                          history, keep_history=True)
+        state = _minimise(views.lowered(), L, y, Y1, reg, max_iter, tol, history,
+                          keep_history=True)
     x, n_iter = _minimise(views, L, y, Y1, reg, max_iter, tol, history, state)[:2]
     V = x[:, :-n_classes].view(len(x), -1, n_classes)
     W = V if L is None else L.weights(V)
