@@ -14,6 +14,14 @@ penalised); a probe stops when its largest gradient entry (weights and intercept
   curvature bound, no line search: one batched product per step, for many tiny problems
   (few-shot episodes, :func:`diffred.fewshot.episode_accuracy`).
 
+Precision (``precision=``, L-BFGS only).  ``"bf16"``: mixed precision — the two big products
+(logits and gradient) in bfloat16, with the logits carried in float32 from step to step, then
+float32 iterations from that point, so the stopping test is always float32; ``"fp32"``:
+float32 throughout; ``"auto"`` (default): bf16 where the device has fast bfloat16 products
+(AVX512-BF16 / AMX CPUs, CUDA), else fp32.  Not applied to the Nesterov and elastic-net
+solvers: their products are tiny (few-shot episodes, 128-row minibatches), where bf16
+measured slower (casts and small-GEMM overhead) on the development CPU.
+
 Elastic net.  :func:`fit_elastic_net` — Dalvi et al.'s minibatch Adam probe with L1 + L2
 penalties, whose weights rank neurons (:func:`diffred.neurons.rank_neurons`).
 
