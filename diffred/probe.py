@@ -18,7 +18,8 @@ Precision (``precision=``, L-BFGS only).  ``"bf16"``: mixed precision — the tw
 (logits and gradient) in bfloat16, with the logits carried in float32 from step to step, then
 float32 iterations from that point, so the stopping test is always float32; ``"fp32"``:
 float32 throughout; ``"auto"`` (default): bf16 where the device has fast bfloat16 products
-(AVX512-BF16 / AMX CPUs, CUDA), else fp32.  Not applied to the Nesterov and elastic-net
+(AVX512-BF16 / AMX CPUs, CUDA) and the product is >= :data:`BF16_MIN_WIDTH` features wide,
+else fp32.  Not applied to the Nesterov and elastic-net
 solvers: their products are tiny (few-shot episodes, 128-row minibatches), where bf16
 measured slower (casts and small-GEMM overhead) on the development CPU.
 
@@ -96,11 +97,17 @@ def _bf16_supported(device) -> bool:
         return False
 
 
-def _precision(precision: str, device) -> str:
-    """``"fp32"`` or ``"bf16"`` for the L-BFGS solver: ``"auto"`` is bf16 where supported."""
+#: "auto" uses bf16 products from this many features per row up: narrower products gained
+#: nothing measured on the development CPU (small inner dimension, casts)
+BF16_MIN_WIDTH = 512
+
+
+def _precision(precision: str, device, width: int = BF16_MIN_WIDTH) -> str:
+    """``"fp32"`` or ``"bf16"`` for the L-BFGS solver: ``"auto"`` is bf16 where supported and
+    the products are ``width`` >= :data:`BF16_MIN_WIDTH` features wide."""
     check_choice("precision", precision, PRECISIONS)
     if precision == "auto":
-        return "bf16" if _bf16_supported(device) else "fp32"
+        return "bf16" if width >= BF16_MIN_WIDTH and _bf16_supported(device) else "fp32"
     return precision
 
 
@@ -129,10 +136,10 @@ def fit_logreg(Z, y, n_classes: int, C: float = 1.0, max_iter: int = 500, tol: f
     their coordinates are strongly correlated (random-projection probes converge ~ 4x
     faster whitened).  ``precision`` (L-BFGS only): ``"fp32"``, ``"bf16"`` (mixed: the two
     big products in bfloat16, then float32 to ``tol``, see :func:`diffred._lbfgs.lbfgs`) or
-    ``"auto"`` (bf16 where the device has fast bfloat16 products, else fp32).
+    ``"auto"`` (bf16 where the device has fast bfloat16 products and k >= 512, else fp32).
     Returns W (B, k, n_classes), b (B, n_classes)."""
     check_choice("solver", solver, SOLVERS)
-    precision = _precision(precision, Z.device)
+    precision = _precision(precision, Z.device, Z.shape[2])
     if solver == "nesterov":
         return _nesterov(Z, y, n_classes, C, max_iter, tol)
     if precondition is None:
@@ -152,7 +159,7 @@ def fit_logreg_masked(X, y, masks, n_classes: int, C: float = 1.0, max_iter: int
     ``precondition`` defaults to :func:`diffred._lbfgs.whitening_pays`; ``precision``: as in
     :func:`fit_logreg`.
     Returns W (B, U, n_classes) with zero rows outside each mask, b (B, n_classes)."""
-    precision = _precision(precision, X.device)
+    precision = _precision(precision, X.device, X.shape[1])
     if precondition is None:
         precondition = whitening_pays(X.shape[1], X.shape[0], n_classes)
     return lbfgs(SharedColumns(X, masks), y, n_classes, C, max_iter, tol, precondition,
