@@ -1,0 +1,179 @@
+"""Numeric precision of forward (and training) passes: fp32, bf16 where it is faithful.
+
+The policy ``precision="auto" | "fp32" | "bf16"``:
+
+* ``"fp32"`` — full precision, exactly today's code path (NCHW, eager, float32);
+* ``"bf16"`` — the bf16 path, wherever the CPU has native bf16 arithmetic
+  (AVX512-BF16 or AMX-BF16; elsewhere it would be emulated and slower, so it is refused);
+* ``"auto"`` — ``"bf16"`` where the CPU supports it *and* the model is in
+  :data:`FAITHFUL_BF16` (measured to keep features faithful), ``"fp32"`` otherwise.
+
+On CUDA the extractor keeps its fp16 autocast (``"auto"``/``"bf16"``); ``"fp32"`` turns it off.
+
+The vision bf16 path (:func:`prepare_vision`) works on a copy of the model: batch norms are
+folded into the preceding convolutions in fp32 (so no BN runs in bf16), the model and
+inputs go channels-last, and only the selected convolutions (pointwise / dense ones, which
+carry the FLOPs) run in bf16 with a float32 bias added after the bf16 product; the stem and
+depthwise convolutions stay fp32.  Features always leave the model as float32.
+"""
+from __future__ import annotations
+
+import copy
+import re
+from contextlib import nullcontext
+from functools import lru_cache
+from pathlib import Path
+
+from .errors import check_choice
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+# --------------------------------------------------------------------------- detection
+def _cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    m = re.search(r"^flags\s*:(.*)$", text, re.M)
+    return set(m.group(1).split()) if m else set()
+
+
+@lru_cache(maxsize=1)
+def bf16_supported() -> bool:
+    """Whether this CPU runs bf16 matrix products natively (AVX512-BF16 or AMX-BF16).
+
+    Needs all of: oneDNN bf16 support in this torch build, a torch CPU capability of AVX512
+    or better, and the ``avx512_bf16`` or ``amx_bf16`` CPU flag (oneDNN also "supports" bf16
+    on plain AVX512 by emulation, which is slower than fp32).
+    """
+    try:
+        import torch
+        if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+            return False
+        if not torch.backends.cpu.get_cpu_capability().startswith("AVX512"):
+            return False
+    except (AttributeError, RuntimeError):
+        return False
+    return bool({"avx512_bf16", "amx_bf16"} & _cpu_flags())
+
+
+def check_precision(precision: str) -> str:
+    """Validate a precision name (one-line error naming the valid choices)."""
+    check_choice("precision", precision, PRECISIONS)
+    return precision
+
+
+# --------------------------------------------------------------------------- model surgery
+def fold_batchnorms(model, keep=()):
+    """A copy of ``model`` (eval) with each BatchNorm folded into the conv just before it.
+
+    Within every module, a ``Conv2d`` child directly followed (in registration order) by a
+    ``BatchNorm2d`` child of matching width is folded: ``w' = w * g / sqrt(v + eps)``,
+    ``b' = (b - m) * g / sqrt(v + eps) + beta``, in float64; the BN becomes its activation
+    (timm's ``BatchNormAct2d``: ``drop`` then ``act``) or ``Identity``.  The caller checks
+    the folded model against the original on real inputs (:func:`prepare_vision` does).
+    Convs or BNs named in ``keep`` (layers whose own output is read) are left alone.
+    """
+    import torch
+    import torch.nn as nn
+    model = copy.deepcopy(model).eval()
+    for prefix, parent in list(model.named_modules()):
+        children = [(f"{prefix}.{n}" if prefix else n, n, m) for n, m in parent.named_children()]
+        for (conv_full, _, conv), (bn_full, bn_name, bn) in zip(children, children[1:]):
+            if conv_full in keep or bn_full in keep or not (isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d)) or \
+                    bn.running_var is None or bn.num_features != conv.out_channels:
+                continue
+            with torch.no_grad():
+                scale = (bn.weight.double() if bn.affine else 1.0) / \
+                    torch.sqrt(bn.running_var.double() + bn.eps)
+                shift = (bn.bias.double() if bn.affine else 0.0) - bn.running_mean.double() * scale
+                bias = conv.bias.double() if conv.bias is not None else 0.0
+                w = conv.weight.double() * scale.view(-1, 1, 1, 1)
+                conv.weight.copy_(w.to(conv.weight.dtype))
+                conv.bias = nn.Parameter((bias * scale + shift).float(), requires_grad=False)
+            act = [m for m in (getattr(bn, "drop", None), getattr(bn, "act", None))
+                   if m is not None and not isinstance(m, nn.Identity)]
+            setattr(parent, bn_name, nn.Sequential(*act) if act else nn.Identity())
+    return model
+
+
+# --------------------------------------------------------------------------- policy
+#: Models measured to keep their features faithful under their bf16 path on CPU (relative
+#: feature error <= 1% and ImageNet top-1 agreement >= 99.5% for vision; hidden-state error
+#: <= 1% at every layer for text).  Measured on an AVX512-BF16 EPYC, torch 2.14: MiniLM
+#: <= 0.63%, MPNet <= 0.76% (1.8x / 1.9x sub-tokens/s); efficientnet_lite0 fails (naive
+#: autocast 6.7% / 91% top-1 agreement on CIFAR-10 at 160 px; best partial-bf16 mix 1.5%,
+#: and slower than "fp32-fused"), so vision stays float32 (see benchmarks/extract.py).
+FAITHFUL_BF16: frozenset = frozenset({"minilm_l6", "mpnet_base"})
+
+PATHS = ("fp32", "fp32-fused", "bf16", "cuda-fp16")
+
+
+def resolve(precision: str, device: str, model: str, kind: str = "vision") -> str:
+    """The computation path that ``precision`` means for ``model`` on ``device``.
+
+    Returns one of :data:`PATHS`: ``"fp32"`` (today's eager float32 path, bit for bit),
+    ``"fp32-fused"`` (vision on CPU: BN folded into the convs, channels-last, still float32 —
+    same numbers to ~1e-6), ``"bf16"`` (BN folded, channels-last, bf16 autocast) or
+    ``"cuda-fp16"`` (fp16 autocast, as before).  ``"bf16"`` on a CPU without native bf16 is
+    an error; ``"auto"`` picks bf16 only where :func:`bf16_supported` and the model is in
+    :data:`FAITHFUL_BF16`, else the fastest float32 path.
+    """
+    check_precision(precision)
+    if precision == "fp32":
+        return "fp32"
+    if str(device).startswith("cuda"):
+        return "cuda-fp16"
+    if precision == "bf16" and not bf16_supported():
+        raise ValueError("precision 'bf16' needs a CPU with native bf16 (avx512_bf16 or "
+                         "amx_bf16) and a torch build with oneDNN bf16; valid choices here: "
+                         "'auto', 'fp32'")
+    if precision == "bf16" or (bf16_supported() and model in FAITHFUL_BF16):
+        return "bf16"
+    return "fp32-fused" if kind == "vision" else "fp32"
+
+
+def cache_tag(path: str) -> dict:
+    """What the path adds to a feature cache key: nothing for ``"fp32"`` (keys stay as they
+    were before precision existed), ``{"precision": path}`` otherwise."""
+    check_choice("precision path", path, PATHS)
+    return {} if path == "fp32" else {"precision": path}
+
+
+def autocast(path: str):
+    """The autocast context of a path (a no-op for the float32 paths)."""
+    import torch
+    if path == "bf16":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    if path == "cuda-fp16":
+        return torch.autocast("cuda", dtype=torch.float16)
+    return nullcontext()
+
+
+class VisionPath:
+    """A vision model prepared for one path: ``module`` (a copy unless the path is
+    ``"fp32"``/``"cuda-fp16"``, which use the model itself), ``input(x)`` to lay out a batch,
+    ``context()`` to enter around the forward pass.  Outputs may be bf16: cast with ``.float()``.
+    """
+
+    def __init__(self, module, path: str, keep=()):
+        import torch
+        check_choice("precision path", path, PATHS)
+        self.path = path
+        self.channels_last = path in ("fp32-fused", "bf16")
+        if self.channels_last:
+            module = fold_batchnorms(module, keep).to(memory_format=torch.channels_last)
+        self.module = module
+
+    def input(self, x):
+        import torch
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def context(self):
+        return autocast(self.path)
+
+
+def prepare_vision(module, path: str, keep=()) -> VisionPath:
+    """See :class:`VisionPath`; ``keep``: module names whose outputs are read (not folded)."""
+    return VisionPath(module, path, keep)
