@@ -177,3 +177,45 @@ class VisionPath:
 def prepare_vision(module, path: str, keep=()) -> VisionPath:
     """See :class:`VisionPath`; ``keep``: module names whose outputs are read (not folded)."""
     return VisionPath(module, path, keep)
+
+
+# --------------------------------------------------------------------------- training
+#: Training paths: "fp32" (as before), "channels-last" (fp32), "bf16" (channels-last +
+#: bf16 autocast of forward and loss; weights, gradients and SGD stay float32).
+TRAINING_PATHS = ("fp32", "channels-last", "bf16")
+#: What ``"auto"`` picks for CPU training (measured, see the report in issue 12).
+AUTO_TRAINING = "channels-last"
+
+
+def training_path(device, precision: str = "auto") -> str:
+    """The training path that ``precision`` means on ``device`` (CUDA: always "fp32",
+    the training loop is unchanged there)."""
+    check_precision(precision)
+    if precision == "fp32" or str(device).startswith("cuda"):
+        return "fp32"
+    if precision == "bf16":
+        if not bf16_supported():
+            raise ValueError("precision 'bf16' needs a CPU with native bf16 (avx512_bf16 or "
+                             "amx_bf16); valid choices here: 'auto', 'fp32'")
+        return "bf16"
+    return AUTO_TRAINING if AUTO_TRAINING != "bf16" or bf16_supported() else "channels-last"
+
+
+def prepare_model(model, path: str):
+    """Lay a model out for a training path, in place (channels-last unless "fp32")."""
+    import torch
+    check_choice("training path", path, TRAINING_PATHS)
+    return model if path == "fp32" else model.to(memory_format=torch.channels_last)
+
+
+def training_context(path: str):
+    """Context for the forward pass and loss of one training step (backward outside it)."""
+    import torch
+    check_choice("training path", path, TRAINING_PATHS)
+    return torch.autocast("cpu", dtype=torch.bfloat16) if path == "bf16" else nullcontext()
+
+
+def prepare_input(x, path: str):
+    """A batch (B, C, H, W) laid out for a training path."""
+    import torch
+    return x if path == "fp32" else x.contiguous(memory_format=torch.channels_last)
