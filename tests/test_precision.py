@@ -71,6 +71,27 @@ def test_without_bf16_auto_means_fp32(monkeypatch, fresh_store):
     assert pr.resolve("auto", "cuda", "minilm_l6", "text") == "cuda-fp16"
 
 
+def test_training_paths_fall_back_without_bf16(monkeypatch):
+    import torch.nn as nn
+    monkeypatch.setattr(pr, "bf16_supported", lambda: False)
+    assert pr.training_path("cpu", "auto", "small_resnet") == "channels-last"
+    assert pr.training_path("cpu", "fp32", "small_resnet") == "fp32"
+    with pytest.raises(ValueError, match="precision 'bf16' needs a CPU"):
+        pr.training_path("cpu", "bf16")
+    monkeypatch.setattr(pr, "bf16_supported", lambda: True)
+    assert pr.training_path("cpu", "auto", "small_resnet") == "bf16"
+    assert pr.training_path("cpu", "auto", "efficientnet_lite0") == "channels-last"
+    assert pr.training_path("cuda", "auto", "small_resnet") == "fp32"
+    conv = pr.prepare_model(nn.Conv2d(3, 4, 3), "bf16")
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert conv.weight.dtype == torch.float32          # weights and SGD stay float32
+    with pr.training_context("bf16"):
+        y = conv(pr.prepare_input(torch.randn(2, 3, 8, 8), "bf16"))
+    assert y.dtype == torch.bfloat16
+    with pytest.raises(ValueError, match="training path 'fp16'"):
+        pr.training_context("fp16")
+
+
 @pytest.mark.skipif(not pr.bf16_supported(), reason="CPU without native bf16")
 def test_text_bf16_hidden_states_are_faithful(fresh_store):
     """The text models in FAITHFUL_BF16: <= 1% relative error at every layer."""
