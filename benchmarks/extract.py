@@ -128,7 +128,9 @@ def fidelity(model, n: int, resolution: int, batch: int):
     batches = [ex.normalise(b, prep, "cpu") for b in ex.image_batches(data, prep, batch)]
     batches = batches[: -(-n // batch)]
     head = model.get_classifier()
-    rows = []
+    print(f"\nfidelity vs fp32 eager, {sum(map(len, batches))} ImageNet-sample images at "
+          f"{resolution} px:\n{'variant':44s} {'rel. error':>10s} {'top-1 agree':>11s} "
+          f"{'img/s':>7s}", flush=True)
     with torch.inference_mode():
         ref = torch.cat([pooled(model, b) for b in batches]).double()
         top = head(ref.float()).argmax(1)
@@ -136,11 +138,8 @@ def fidelity(model, n: int, resolution: int, batch: int):
             out = torch.cat([fn(b).float() for b in batches]).double()
             err = float((out - ref).norm() / ref.norm())
             agree = float((head(out.float()).argmax(1) == top).float().mean())
-            rows.append((name, err, agree, forward_rate(fn, batches[:8], 1)))
-    print(f"\nfidelity vs fp32 eager, {len(ref)} ImageNet-sample images at {resolution} px:")
-    print(f"{'variant':44s} {'rel. error':>10s} {'top-1 agree':>11s} {'img/s':>7s}")
-    for name, err, agree, rate in rows:
-        print(f"{name:44s} {100 * err:9.4f}% {100 * agree:10.1f}% {rate:7.1f}")
+            rate = forward_rate(fn, batches[:8], 1)
+            print(f"{name:44s} {100 * err:9.4f}% {100 * agree:10.1f}% {rate:7.1f}", flush=True)
 
 
 def pipeline_rate(model_name, data, R, B, device, precision) -> float:
@@ -159,7 +158,7 @@ def main():
     ap.add_argument("--n", type=int, default=512)
     ap.add_argument("--resolution", type=int, default=160)
     ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--fidelity", type=int, default=1000, help="ImageNet images (0: skip)")
+    ap.add_argument("--fidelity", type=int, default=256, help="ImageNet images (0: skip)")
     args = ap.parse_args()
     device = ex.default_device()
     data = load_dataset(args.dataset, "test", n=args.n, seed=1)
