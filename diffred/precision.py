@@ -71,9 +71,9 @@ def fold_batchnorms(model, keep=()):
     Within every module, a ``Conv2d`` child directly followed (in registration order) by a
     ``BatchNorm2d`` child of matching width is folded: ``w' = w * g / sqrt(v + eps)``,
     ``b' = (b - m) * g / sqrt(v + eps) + beta``, in float64; the BN becomes its activation
-    (timm's ``BatchNormAct2d``: ``drop`` then ``act``) or ``Identity``.  The caller checks
-    the folded model against the original on real inputs (:func:`prepare_vision` does).
-    Convs or BNs named in ``keep`` (layers whose own output is read) are left alone.
+    (timm's ``BatchNormAct2d``: ``drop`` then ``act``) or ``Identity``.  Convs or BNs named
+    in ``keep`` (layers whose own output is read) are left alone.  The pairing is by
+    registration order, so :func:`check_same_function` verifies the result.
     """
     import torch
     import torch.nn as nn
@@ -81,8 +81,9 @@ def fold_batchnorms(model, keep=()):
     for prefix, parent in list(model.named_modules()):
         children = [(f"{prefix}.{n}" if prefix else n, n, m) for n, m in parent.named_children()]
         for (conv_full, _, conv), (bn_full, bn_name, bn) in zip(children, children[1:]):
-            if conv_full in keep or bn_full in keep or not (isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d)) or \
-                    bn.running_var is None or bn.num_features != conv.out_channels:
+            pair = isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d)
+            if not pair or conv_full in keep or bn_full in keep or bn.running_var is None or \
+                    bn.num_features != conv.out_channels:
                 continue
             with torch.no_grad():
                 scale = (bn.weight.double() if bn.affine else 1.0) / \
@@ -96,6 +97,20 @@ def fold_batchnorms(model, keep=()):
                    if m is not None and not isinstance(m, nn.Identity)]
             setattr(parent, bn_name, nn.Sequential(*act) if act else nn.Identity())
     return model
+
+
+def check_same_function(original, folded, size: int = 96, tol: float = 1e-4) -> float:
+    """Relative output difference of two models on a seeded (2, 3, size, size) input;
+    raises RuntimeError above ``tol`` (a fold that changed the function)."""
+    import torch
+    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        ref, out = original(x).float(), folded(x).float()
+    err = float((out - ref).norm() / ref.norm().clamp_min(1e-30))
+    if not err <= tol:
+        raise RuntimeError(f"folding batch norms changed {type(original).__name__}'s output by "
+                           f"{err:.1e} (relative); use precision='fp32' for this model")
+    return err
 
 
 # --------------------------------------------------------------------------- policy
@@ -163,7 +178,9 @@ class VisionPath:
         self.path = path
         self.channels_last = path in ("fp32-fused", "bf16")
         if self.channels_last:
-            module = fold_batchnorms(module, keep).to(memory_format=torch.channels_last)
+            folded = fold_batchnorms(module, keep)
+            check_same_function(module, folded)
+            module = folded.to(memory_format=torch.channels_last)
         self.module = module
 
     def input(self, x):

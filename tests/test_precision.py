@@ -37,6 +37,28 @@ def test_folding_is_exact_and_leaves_the_shared_model_alone():
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
 
 
+def test_a_fold_that_changes_the_function_is_refused():
+    """Pairing is by registration order: a conv output also used past its BN breaks it."""
+    import torch.nn as nn
+
+    class Reuse(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn = nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)
+            self.bn.running_mean.fill_(0.5)
+            self.bn.running_var.fill_(4.0)
+
+        def forward(self, x):
+            y = self.conv(x)
+            return self.bn(y) + y
+
+    model = Reuse().eval()
+    with pytest.raises(RuntimeError, match="folding batch norms changed Reuse's output"):
+        pr.prepare_vision(model, "fp32-fused")
+    plain = pr.prepare_vision(nn.Sequential(model.conv, model.bn), "fp32-fused").module
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in plain.modules())
+
+
 def test_fp32_is_todays_features_and_key(fresh_store):
     """precision='fp32': bit-identical to the plain eager forward, key without a precision."""
     data = load_dataset("cifar10", "test", n=40, seed=2)
