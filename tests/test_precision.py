@@ -37,26 +37,29 @@ def test_folding_is_exact_and_leaves_the_shared_model_alone():
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
 
 
-def test_a_fold_that_changes_the_function_is_refused():
-    """Pairing is by registration order: a conv output also used past its BN breaks it."""
+def test_a_conv_output_read_past_its_bn_is_not_folded():
     import torch.nn as nn
 
     class Reuse(nn.Module):
         def __init__(self):
             super().__init__()
             self.conv, self.bn = nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)
-            self.bn.running_mean.fill_(0.5)
-            self.bn.running_var.fill_(4.0)
+            self.conv2, self.bn2 = nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4)
+            for bn in (self.bn, self.bn2):
+                bn.running_mean.fill_(0.5)
+                bn.running_var.fill_(4.0)
 
         def forward(self, x):
             y = self.conv(x)
-            return self.bn(y) + y
+            return self.bn2(self.conv2(self.bn(y) + y))
 
     model = Reuse().eval()
-    with pytest.raises(RuntimeError, match="folding batch norms changed Reuse's output"):
-        pr.prepare_vision(model, "fp32-fused")
-    plain = pr.prepare_vision(nn.Sequential(model.conv, model.bn), "fp32-fused").module
-    assert not any(isinstance(m, nn.BatchNorm2d) for m in plain.modules())
+    assert pr.conv_bn_pairs(model) == [("conv2", "bn2")]
+    folded = pr.fold_batchnorms(model)
+    assert isinstance(folded.bn, nn.BatchNorm2d) and isinstance(folded.bn2, nn.Identity)
+    x = torch.randn(2, 3, 8, 8)
+    with torch.inference_mode():
+        assert torch.allclose(folded(x), model(x), rtol=1e-5, atol=1e-6)
 
 
 def test_fp32_is_todays_features_and_key(fresh_store):
