@@ -50,10 +50,10 @@ from . import _lbfgs
 from ._lbfgs import OwnFeatures, SharedColumns, lbfgs, whitening_pays
 from .device import default_device
 from .errors import check_choice
+from .precision import PRECISIONS, bf16_products
 
 TOL = 3e-5     # default gradient tolerance of the L-BFGS probes (see the module docstring)
 SOLVERS = ("lbfgs", "nesterov")
-PRECISIONS = ("auto", "fp32", "bf16")
 #: the probe engine's code (this module and :mod:`diffred._lbfgs`): every cached probe result
 #: passes it to :func:`diffred.cache.code_version`, so a solver change never serves stale results
 CODE = (sys.modules[__name__], _lbfgs)
@@ -84,18 +84,6 @@ def standardization(X, dim: int = 0):
     return X.mean(dim, keepdim=True), X.std(dim, keepdim=True).clamp_min(1e-6)
 
 
-def _bf16_supported(device) -> bool:
-    """Whether bfloat16 matrix products are fast on ``device``: a CPU with AVX512-BF16 or
-    AMX-BF16 (oneDNN's test), a CUDA device that supports bf16."""
-    torch = _torch()
-    if str(device).startswith("cuda"):
-        return torch.cuda.is_bf16_supported()
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
 #: "auto" uses bf16 products from this many features per row up: narrower products gained
 #: nothing measured on the development CPU (small inner dimension, casts)
 BF16_MIN_WIDTH = 512
@@ -106,7 +94,7 @@ def _precision(precision: str, device, width: int = BF16_MIN_WIDTH) -> str:
     the products are ``width`` >= :data:`BF16_MIN_WIDTH` features wide."""
     check_choice("precision", precision, PRECISIONS)
     if precision == "auto":
-        return "bf16" if width >= BF16_MIN_WIDTH and _bf16_supported(device) else "fp32"
+        return "bf16" if width >= BF16_MIN_WIDTH and bf16_products(device) else "fp32"
     return precision
 
 

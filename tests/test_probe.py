@@ -238,7 +238,7 @@ def test_auto_precision_follows_bf16_support(cifar, monkeypatch):
     Xtr, ytr, Xte, yte = cifar
     cols = [np.arange(64), np.arange(300)]
     for supported in (False, True):
-        monkeypatch.setattr(probe, "_bf16_supported", lambda device: supported)
+        monkeypatch.setattr(probe, "bf16_products", lambda device: supported)
         assert probe._precision("auto", "cpu", 1280) == ("bf16" if supported else "fp32")
         assert probe._precision("auto", "cpu", 64) == "fp32"            # too narrow to pay
         auto = LinearProbe(C=0.05).fit(Xtr, ytr).coef_
