@@ -9,9 +9,9 @@ from diffred import LinearProbe, features, probe_accuracy
 @pytest.fixture(scope="module")
 def cifar():
     tr = features("efficientnet_lite0", "cifar10", "train", n_per_class=100, resolution=128,
-                  progress=False)
+                  precision="fp32", progress=False)
     te = features("efficientnet_lite0", "cifar10", "test", n_per_class=50, resolution=128,
-                  progress=False)
+                  precision="fp32", progress=False)
     return np.asarray(tr.X), tr.y, np.asarray(te.X), te.y
 
 
