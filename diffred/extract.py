@@ -55,7 +55,7 @@ def features(model: str, dataset: str | Data, split: str = "train", layer="penul
              n_per_class: int | None = None, n: int | None = None, seed: int = 0,
              pooling: str = "mean", resolution: int | None = None, views: int = 0,
              batch_size: int | None = None, device: str | None = None,
-             precision: str = "auto", progress: bool = True) -> Features:
+             precision: str | None = None, progress: bool = True) -> Features:
     """Features of ``layer`` of ``model`` on a dataset split (cached).
 
     Parameters mirror :func:`diffred.datasets.load_dataset` for the subset; ``resolution``
@@ -63,7 +63,8 @@ def features(model: str, dataset: str | Data, split: str = "train", layer="penul
     augmented views per image (random resized crop + flip), X of shape (N, views, D).
     ``layer`` may be a list to get a ``{layer: Features}`` dict from one forward pass.
     ``precision``: "auto" (bf16 only where the CPU has it and it is faithful for the model,
-    else the fastest float32 path), "fp32" (today's exact path and cache key) or "bf16".
+    else the fastest float32 path), "fp32" (today's exact path and cache key) or "bf16";
+    None: :func:`diffred.precision.setting` (a chapter's ``precision`` parameter).
     """
     data = dataset if isinstance(dataset, Data) else load_dataset(
         dataset, split, n_per_class=n_per_class, n=n, seed=seed)

@@ -74,6 +74,37 @@ def check_precision(precision: str) -> str:
     return precision
 
 
+# --------------------------------------------------------------------------- the setting
+_SETTING = ["auto"]
+
+
+def setting() -> str:
+    """The precision of every call given ``precision=None`` (features, probes, training):
+    ``"auto"`` unless :func:`use` set another — as a chapter's ``precision`` parameter does
+    (:class:`diffred.Chapter`), so its verbs need no extra argument."""
+    return _SETTING[0]
+
+
+def use(precision: str) -> None:
+    """Set :func:`setting` (checked: a one-line error naming the valid choices)."""
+    _SETTING[0] = check_precision(precision)
+
+
+def chosen(precision: str | None) -> str:
+    """``precision`` checked, or the :func:`setting` if None."""
+    return setting() if precision is None else check_precision(precision)
+
+
+def result_tag() -> dict:
+    """What the setting adds to a cached result's key (:func:`diffred.cache.cached_tables`):
+    nothing where every computation runs as before precision existed (setting ``"fp32"``, or
+    no fast bf16 products on this machine), else ``{"precision": setting}``."""
+    from .device import default_device
+    if setting() == "fp32" or not bf16_products(default_device()):
+        return {}
+    return {"precision": setting()}
+
+
 # --------------------------------------------------------------------------- model surgery
 def conv_bn_pairs(model) -> list[tuple[str, str]]:
     """(conv, batch norm) module names where the BN reads the conv's output and nothing
@@ -146,7 +177,7 @@ FAITHFUL_BF16: frozenset = frozenset({"minilm_l6", "mpnet_base"})
 PATHS = ("fp32", "fp32-fused", "bf16", "cuda-fp16")
 
 
-def resolve(precision: str, device: str, model: str, kind: str = "vision") -> str:
+def resolve(precision: str | None, device: str, model: str, kind: str = "vision") -> str:
     """The computation path that ``precision`` means for ``model`` on ``device``.
 
     Returns one of :data:`PATHS`: ``"fp32"`` (today's eager float32 path, bit for bit),
@@ -154,9 +185,9 @@ def resolve(precision: str, device: str, model: str, kind: str = "vision") -> st
     same numbers to ~1e-6), ``"bf16"`` (BN folded, channels-last, bf16 autocast) or
     ``"cuda-fp16"`` (fp16 autocast, as before).  ``"bf16"`` on a CPU without native bf16 is
     an error; ``"auto"`` picks bf16 only where :func:`bf16_supported` and the model is in
-    :data:`FAITHFUL_BF16`, else the fastest float32 path.
+    :data:`FAITHFUL_BF16`, else the fastest float32 path; None: the :func:`setting`.
     """
-    check_precision(precision)
+    precision = chosen(precision)
     if precision == "fp32":
         return "fp32"
     if str(device).startswith("cuda"):
@@ -227,11 +258,11 @@ TRAINING_PATHS = ("fp32", "channels-last", "bf16")
 BF16_TRAINING: frozenset = frozenset({"small_resnet"})
 
 
-def training_path(device, precision: str = "auto", arch: str | None = None) -> str:
+def training_path(device, precision: str | None = None, arch: str | None = None) -> str:
     """The training path that ``precision`` means on ``device`` for architecture ``arch``
     ("auto": bf16 for :data:`BF16_TRAINING` where the CPU has bf16, else channels-last;
-    CUDA: always "fp32", the training loop is unchanged there)."""
-    check_precision(precision)
+    CUDA: always "fp32", the training loop is unchanged there; None: the :func:`setting`)."""
+    precision = chosen(precision)
     if precision == "fp32" or str(device).startswith("cuda"):
         return "fp32"
     if precision == "bf16" and not bf16_supported():

@@ -19,7 +19,8 @@ Precision (``precision=``, L-BFGS only).  ``"bf16"``: mixed precision — the tw
 float32 iterations from that point, so the stopping test is always float32; ``"fp32"``:
 float32 throughout; ``"auto"`` (default): bf16 where the device has fast bfloat16 products
 (AVX512-BF16 / AMX CPUs, CUDA) and the product is >= :data:`BF16_MIN_WIDTH` features wide,
-else fp32.  Not applied to the Nesterov and elastic-net
+else fp32; ``None`` (every default): :func:`diffred.precision.setting`, a chapter's
+``precision`` parameter.  Not applied to the Nesterov and elastic-net
 solvers: their products are tiny (few-shot episodes, 128-row minibatches), where bf16
 measured slower (casts and small-GEMM overhead) on the development CPU.
 
@@ -50,7 +51,7 @@ from . import _lbfgs
 from ._lbfgs import OwnFeatures, SharedColumns, lbfgs, whitening_pays
 from .device import default_device
 from .errors import check_choice
-from .precision import PRECISIONS, bf16_products
+from .precision import bf16_products, chosen
 
 TOL = 3e-5     # default gradient tolerance of the L-BFGS probes (see the module docstring)
 SOLVERS = ("lbfgs", "nesterov")
@@ -89,10 +90,11 @@ def standardization(X, dim: int = 0):
 BF16_MIN_WIDTH = 512
 
 
-def _precision(precision: str, device, width: int = BF16_MIN_WIDTH) -> str:
+def _precision(precision: str | None, device, width: int = BF16_MIN_WIDTH) -> str:
     """``"fp32"`` or ``"bf16"`` for the L-BFGS solver: ``"auto"`` is bf16 where supported and
-    the products are ``width`` >= :data:`BF16_MIN_WIDTH` features wide."""
-    check_choice("precision", precision, PRECISIONS)
+    the products are ``width`` >= :data:`BF16_MIN_WIDTH` features wide; None: the setting
+    (:func:`diffred.precision.setting`)."""
+    precision = chosen(precision)
     if precision == "auto":
         return "bf16" if width >= BF16_MIN_WIDTH and bf16_products(device) else "fp32"
     return precision
@@ -112,7 +114,7 @@ def _check_settings(C, max_iter, tol) -> None:
 # ============================================================================ logistic regression
 def fit_logreg(Z, y, n_classes: int, C: float = 1.0, max_iter: int = 500, tol: float = TOL,
                solver: str = "lbfgs", precondition: bool | None = None,
-               precision: str = "auto"):
+               precision: str | None = None):
     """Fit B multinomial logistic regressions, each on its own features, jointly.
 
     Z: (B, N, k) float tensor; y: (N,) int64 tensor (labels shared by all probes).  Objective
@@ -123,7 +125,8 @@ def fit_logreg(Z, y, n_classes: int, C: float = 1.0, max_iter: int = 500, tol: f
     their coordinates are strongly correlated (random-projection probes converge ~ 4x
     faster whitened).  ``precision`` (L-BFGS only): ``"fp32"``, ``"bf16"`` (mixed: the two
     big products in bfloat16, then float32 to ``tol``, see :func:`diffred._lbfgs.lbfgs`) or
-    ``"auto"`` (bf16 where the device has fast bfloat16 products and k >= 512, else fp32).
+    ``"auto"`` (bf16 where the device has fast bfloat16 products and k >= 512, else fp32);
+    None: :func:`diffred.precision.setting`.
     Returns W (B, k, n_classes), b (B, n_classes)."""
     check_choice("solver", solver, SOLVERS)
     precision = _precision(precision, Z.device, Z.shape[2])
@@ -137,7 +140,7 @@ def fit_logreg(Z, y, n_classes: int, C: float = 1.0, max_iter: int = 500, tol: f
 
 def fit_logreg_masked(X, y, masks, n_classes: int, C: float = 1.0, max_iter: int = 500,
                       tol: float = TOL, precondition: bool | None = None,
-                      precision: str = "auto"):
+                      precision: str | None = None):
     """Fit B multinomial logistic regressions on B column subsets of the same X jointly (L-BFGS).
 
     X: (N, U) float tensor (standardised); y: (N,) int64; masks: (B, U) bool — probe b sees
@@ -276,7 +279,7 @@ def _width_groups(widths: np.ndarray, max_probes: int, spread: int = 8) -> list[
 def probe_accuracy(X_train, y_train, X_test, y_test, *, columns=None, projections=None,
                    eval_sets: dict | None = None, C: float = 1.0, max_iter: int = 500,
                    tol: float = TOL, standardize: bool = True,
-                   precondition: bool | None = None, precision: str = "auto",
+                   precondition: bool | None = None, precision: str | None = None,
                    device: str | None = None, max_batch_bytes: float = 2e9,
                    max_probes: int = 80) -> ProbeResult:
     """Test accuracy of probes on column subsets or projections of the same features.
@@ -290,11 +293,12 @@ def probe_accuracy(X_train, y_train, X_test, y_test, *, columns=None, projection
     (e.g. a dev split), reported in ``eval_accuracy[name]`` (B,) — the same fits as the
     test accuracy.  Every set is standardised with the training statistics.
     ``precondition``: passed to the fitter (None: its default, whitening where it pays);
-    ``precision``: ``"auto"`` / ``"fp32"`` / ``"bf16"``, as in :func:`fit_logreg`.
+    ``precision``: ``"auto"`` / ``"fp32"`` / ``"bf16"``, as in :func:`fit_logreg`; None:
+    :func:`diffred.precision.setting` (a chapter's ``precision`` parameter).
     """
     torch = _torch()
     _check_settings(C, max_iter, tol)
-    check_choice("precision", precision, PRECISIONS)
+    precision = chosen(precision)
     if columns is not None and projections is not None:
         raise ValueError("probe_accuracy takes columns or projections, not both")
     device = device or default_device()
@@ -403,9 +407,9 @@ class LinearProbe:
         Standardise each feature with its training mean and std (:func:`standardization`).
     device : str or None, default None
         Torch device of the fit and of predictions; None: CUDA when present, else CPU.
-    precision : {"auto", "fp32", "bf16"}, default "auto"
+    precision : {"auto", "fp32", "bf16"} or None, default None
         Arithmetic of the solver's two big products (see :func:`fit_logreg`); the stopping
-        test is always evaluated in float32.
+        test is always evaluated in float32.  None: :func:`diffred.precision.setting`.
 
     Attributes
     ----------
@@ -426,7 +430,7 @@ class LinearProbe:
 
     def __init__(self, C: float = 1.0, max_iter: int = 500, tol: float = TOL,
                  standardize: bool = True, device: str | None = None,
-                 precision: str = "auto"):
+                 precision: str | None = None):
         self.C = C
         self.max_iter = max_iter
         self.tol = tol
@@ -438,7 +442,7 @@ class LinearProbe:
         """Fit on X (n_samples, n_features) and labels y (n_samples,); returns self."""
         torch = _torch()
         _check_settings(self.C, self.max_iter, self.tol)
-        check_choice("precision", self.precision, PRECISIONS)
+        precision = chosen(self.precision)
         X = _features(X)
         y = np.asarray(y)
         if y.ndim != 1 or len(y) != len(X):
@@ -456,7 +460,7 @@ class LinearProbe:
         everything = torch.ones(1, D, dtype=torch.bool, device=dev)
         W, b = fit_logreg_masked((Xt - mean) / scale, torch.as_tensor(yi, device=dev),
                                  everything, len(classes), C=self.C, max_iter=self.max_iter,
-                                 tol=self.tol, precision=self.precision)
+                                 tol=self.tol, precision=precision)
         self.classes_, self.n_features_in_ = classes, D
         self.mean_, self.scale_ = mean[0].cpu().numpy(), scale[0].cpu().numpy()
         self.coef_, self.intercept_ = W[0].T.cpu().numpy(), b[0].cpu().numpy()
