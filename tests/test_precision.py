@@ -1,5 +1,6 @@
 """Precision policy: faithful fast paths, exact fp32, clean fallback without bf16 (real weights)."""
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -152,3 +153,81 @@ def test_auto_features_keep_probe_accuracy():
     print(f"{auto[0].meta.get('precision', 'fp32')}: probe accuracy |diff| full "
           f"{diff[0]:.2f} pt, 20% subsets max {diff[1:].max():.2f} pt")
     assert diff.max() <= 0.3
+
+
+# --------------------------------------------------------------------------- the setting
+@pytest.fixture
+def setting():
+    """Restore the process setting after the test."""
+    before = pr.setting()
+    yield pr
+    pr.use(before)
+
+
+def test_the_chapter_parameter_is_the_setting_of_every_default(setting, monkeypatch):
+    from diffred import probe
+    from diffred.chapter import Chapter, ParameterError, chapter_defaults, resolve_chapter
+    path = resolve_chapter("01")
+    Chapter("01", {**chapter_defaults(path), "precision": "fp32"}, {})
+    assert pr.setting() == "fp32" and pr.result_tag() == {}
+    monkeypatch.setattr(pr, "bf16_supported", lambda: True)
+    assert pr.resolve(None, "cpu", "minilm_l6", "text") == "fp32"
+    assert probe._precision(None, "cpu", 1280) == "fp32"
+    assert pr.training_path("cpu", None, "small_resnet") == "fp32"
+    pr.use("auto")
+    assert pr.resolve(None, "cpu", "minilm_l6", "text") == "bf16"
+    assert probe._precision(None, "cpu", 1280) == "bf16"
+    assert pr.result_tag() == {"precision": "auto"}         # cached results keyed apart
+    monkeypatch.setattr(pr, "bf16_supported", lambda: False)
+    assert pr.result_tag() == {}                            # float32 here: today's keys
+    with pytest.raises(ParameterError, match="precision.*'fp16'.*auto, fp32, bf16"):
+        Chapter("01", {**chapter_defaults(path), "precision": "fp16"}, {})
+    with pytest.raises(ValueError, match="unknown precision 'half'"):
+        pr.use("half")
+
+
+def test_forced_fp32_gives_the_same_tables(setting, tmp_path, monkeypatch):
+    """Chapter 1's sweep table (vision: BN-folded channels-last features; text: bf16 features
+    and probes where the CPU has bf16) under "auto" and forced "fp32": the same rows, test
+    accuracy within 2 test examples each and 1 on average."""
+    from diffred import diffuse
+    monkeypatch.setenv("DIFFRED_CACHE", str(tmp_path))
+    monkeypatch.setattr(ex, "STORE", ArrayStore("features", root=tmp_path / "features"))
+    tables = {}
+    for precision in ("auto", "fp32"):
+        pr.use(precision)
+        tables[precision] = pd.concat([diffuse.run_sweeps(
+            [model], [dataset], fractions=[0.1, 0.5, 1.0], seeds=range(2), max_iter=100,
+            train_subset=train, test_subset=test, resolution=64).runs
+            for model, dataset, train, test in (
+                ("efficientnet_lite0", "cifar10", {"n_per_class": 20}, {"n_per_class": 10}),
+                ("minilm_l6", "trec", {"n": 300}, {"n": 100}))], ignore_index=True)
+    auto, fp32 = tables["auto"], tables["fp32"]
+    keys = ["model", "dataset", "method", "fraction", "seed"]
+    assert auto[keys].equals(fp32[keys])
+    step = 1 / auto["n_test"]                                # one test example
+    diff = (auto["accuracy"] - fp32["accuracy"]).abs() / step
+    print(f"auto vs fp32: |accuracy diff| mean {diff.mean():.2f} max {diff.max():.0f} examples")
+    assert diff.max() <= 2 and diff.mean() <= 1
+    assert (fp32.groupby("model")["full_accuracy"].min() > 0.4).all()     # real probes
+
+
+def test_training_paths_are_keyed_apart_and_train_alike(setting, tmp_path, monkeypatch):
+    """ch4's training: "fp32" keeps today's key (no precision entry); the "auto" path is in
+    the key, and its first-epoch loss is within 2% of fp32's (same seed, same batches)."""
+    from diffred import training
+    from diffred import transfer as T
+    from diffred.models import Arch
+    monkeypatch.setenv("DIFFRED_CACHE", str(tmp_path))
+    tr, te = T.image_set("sign_digits", "train", 20, 16), T.image_set("sign_digits", "test", 5, 16)
+    arch = Arch("small_resnet", width=8, resolution=16)
+    cfg = training.TrainConfig(epochs=2, lr=0.05, batch_size=16)
+    runs = {p: training.train(arch, tr, te, cfg, seed=0, precision=p, log=None)
+            for p in ("fp32", "auto")}
+    path = pr.training_path("cpu", "auto", "small_resnet")
+    assert "precision" not in runs["fp32"].meta["spec"] and runs["fp32"].meta["precision"] == "fp32"
+    assert runs["auto"].meta["spec"]["precision"] == path != "fp32"
+    assert runs["auto"].key != runs["fp32"].key
+    loss = {p: float(r.curve.train_loss[0]) for p, r in runs.items()}
+    print(f"{path}: first-epoch loss {loss['auto']:.4f} vs fp32 {loss['fp32']:.4f}")
+    assert abs(loss["auto"] - loss["fp32"]) <= 0.02 * loss["fp32"]

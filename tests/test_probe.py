@@ -151,7 +151,7 @@ def test_linear_probe_follows_scikit_learn_conventions(cifar):
     names = np.array([f"class {c}" for c in range(10)])
     probe = LinearProbe(C=0.05, max_iter=200)
     assert vars(probe) == {"C": 0.05, "max_iter": 200, "tol": probe.tol, "standardize": True,
-                           "device": None, "precision": "auto"}       # __init__ only stores
+                           "device": None, "precision": None}         # __init__ only stores
     with pytest.raises(ValueError, match="not fitted"):
         probe.predict(Xte)
     assert probe.fit(Xtr, names[ytr]) is probe
