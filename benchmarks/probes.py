@@ -31,10 +31,11 @@ def main():
     ap.add_argument("--C", type=float, default=1.0)
     ap.add_argument("--seeds", type=int, default=5)
     args = ap.parse_args()
+    # fp32 features: the probes are what is measured here (extraction: benchmarks/extract.py)
     tr = diffred.features("efficientnet_lite0", "cifar10", "train", n_per_class=args.n_per_class,
-                          resolution=args.resolution)
+                          resolution=args.resolution, precision="fp32")
     te = diffred.features("efficientnet_lite0", "cifar10", "test", n_per_class=100,
-                          resolution=args.resolution)
+                          resolution=args.resolution, precision="fp32")
     D = tr.X.shape[1]
     columns = [np.sort(np.random.default_rng(s).permutation(D)[:max(1, int(f * D))])
                for f in FRACTIONS for s in range(args.seeds)]
