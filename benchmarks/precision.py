@@ -62,7 +62,7 @@ def train_rate(arch: Arch, path: str, steps: int, batch: int, seed: int = 0):
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        return float(loss)
+        return loss.item()
 
     step(0)                                           # warm-up (kernel creation)
     t0 = time.perf_counter()
