@@ -6,7 +6,13 @@ The policy ``precision="auto" | "fp32" | "bf16"``:
 * ``"bf16"`` — the bf16 path, wherever the CPU has native bf16 arithmetic
   (AVX512-BF16 or AMX-BF16; elsewhere it would be emulated and slower, so it is refused);
 * ``"auto"`` — ``"bf16"`` where the CPU supports it *and* the model is in
-  :data:`FAITHFUL_BF16` (measured to keep features faithful), ``"fp32"`` otherwise.
+  :data:`FAITHFUL_BF16` (measured to keep features faithful), else the fastest float32 path
+  (``"fp32-fused"`` for vision on CPU, ``"fp32"`` for text).
+
+Every call given ``precision=None`` uses the process :func:`setting` ("auto" unless
+:func:`use` changed it; a chapter's prologue sets it from its ``precision`` parameter).
+Features, training runs and cached result tables carry the path in their cache keys wherever
+it is not plain fp32, so fp32 keys are the keys of before precision existed.
 
 On CUDA the extractor keeps its fp16 autocast (``"auto"``/``"bf16"``); ``"fp32"`` turns it off.
 
