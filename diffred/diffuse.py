@@ -550,6 +550,7 @@ def dr_side_by_side(dr: pd.DataFrame) -> pd.DataFrame:
     cols = list(PAPER_DR90["paper_dataset"].unique())
     ds = dict(zip(PAPER_DR90["paper_dataset"], PAPER_DR90["dataset"]))
     pen = dr[dr["layer"] == "penultimate"] if "DR(0.9)" in dr.columns else dr.iloc[:0]
+    pen = pen[pen["dataset"].isin([d for d in ds.values() if d])]   # the paper's tasks only
     ours = []
     for model, g in pen.groupby("model", sort=False):
         at = g.set_index("dataset")["DR(0.9)"]
