@@ -7,8 +7,8 @@ the weights hash, the data subset's fingerprint, the preprocessing, the layer an
 
 Vision layers: ``"penultimate"`` (pooled pre-logits) or any module name (e.g. ``"blocks.3"``),
 globally average-pooled; ``"<module>:flat"`` keeps that module's whole C x H x W map, flattened
-(Nanda et al.'s middle layers).  Text layers: ``0`` (embeddings) … ``L`` (last block) or ``"all"``;
-sentence tasks pool ``"cls"`` or ``"mean"``; token tasks take each word's last sub-token
+(Nanda et al.'s middle layers).  Text layers: ``0`` (embeddings) … ``L`` (last block) or
+``"all"``; sentence tasks pool ``"cls"`` or ``"mean"``; token tasks take each word's last sub-token
 (Dalvi et al.).  CUDA is used when present (autocast, larger batches); CPU otherwise.
 """
 from __future__ import annotations
