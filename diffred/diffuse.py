@@ -3,15 +3,18 @@
 A linear probe is trained on a *random subset* of a layer's neurons and compared with a probe
 on the whole layer.  A layer is *diffusely redundant* when small random subsets already reach
 most of the full accuracy.  Baselines replace the random subset by the top-k / bottom-k
-principal components or by a random projection to k dimensions.
+principal components or by a random projection to k dimensions (k *directions*, not neurons).
 
-    DR(δ) = 1 − f*,   f* = the grid fraction whose mean accuracy ratio acc(f) / acc(1) is
-                      closest to δ (the authors' definition; the paper tabulates δ = 0.9).
+    DR(δ) = 1 − f*,   f* = the smallest grid fraction whose mean accuracy ratio
+                      acc(f) / acc(1) is at least δ (the book's reading, see
+                      :func:`diffuse_redundancy`; the paper tabulates δ = 0.9).
 
 Verbs: :func:`sweep` (all probes of one layer, batched through :func:`diffred.probe_accuracy`),
 :func:`run_sweeps` (backbones x datasets x layers, from the shared feature cache),
-:func:`accuracy_curve`, :func:`dr_table`, :func:`pareto_frontier`, :func:`class_cost`,
-:func:`subset_cka`, :func:`paper_comparison`, and the ``*_chart`` builders (Altair).
+:func:`accuracy_curve`, :func:`dr_table`, :func:`learning_curve`, :func:`pareto_frontier`,
+:func:`class_cost` (with its resampling null :func:`unevenness_null`), :func:`subset_cka`,
+:func:`paper_comparison`, :func:`dr_side_by_side`, and the ``*_chart`` builders (Altair).
+The paper's numbers and their sources: :mod:`diffred.paper_constants`.
 """
 from __future__ import annotations
 
@@ -23,26 +26,20 @@ import numpy as np
 import pandas as pd
 
 from .errors import check_choice
+from .paper_constants import CLAIMS, PAPER_DR90, PROTOCOL
 
 CHAPTER = "01_diffuse_redundancy"
 
 #: the authors' fraction grid (``randperm(d)[:int(frac * d)]``, 5 seeds each)
-PAPER_FRACTIONS = (0.0005, 0.001, 0.002, 0.003, 0.004, 0.005, 0.01, 0.05, 0.1, 0.2, 0.3, 0.5,
-                   0.8, 0.9, 1.0)
+PAPER_FRACTIONS = PROTOCOL["fractions"][0]
 METHODS = ("random", "pca_top", "pca_bottom", "randproj_uniform", "randproj_gaussian")
-#: subset sizes (neurons) of the paper's CKA curve for ResNet-50 (2048-d penultimate)
-PAPER_CKA_SIZES = (8, 16, 32, 64, 128, 256, 512, 1024)
-
-#: the paper's numbers (literature constants, not measured here)
-PAPER = {
-    "resnet50_cifar10_accuracy": {1.0: .891, 0.01: .371, 0.05: .695, 0.1: .779, 0.2: .832,
-                                  0.5: .874},
-    "resnet50_cifar100_accuracy": {1.0: .663, 0.2: .518},
-    "vit_s16_cifar10_accuracy": {1.0: .959, 0.2: .904},
-    "resnet50_cifar10_cka": dict(zip(PAPER_CKA_SIZES,
-                                     (.260, .340, .448, .558, .697, .810, .904, .963))),
-    "resnet18_dr90": {"cifar10": 0.80, "oxford_pets": 0.90},
-}
+#: what a view of width k keeps: k neurons, or k directions (linear combinations of neurons)
+UNITS = {"full": "neurons", "random": "neurons", "pca_top": "directions",
+         "pca_bottom": "directions", "randproj_uniform": "directions",
+         "randproj_gaussian": "directions"}
+DR_READINGS = ("threshold", "closest")
+#: subset sizes (neurons) of the CKA curve
+CKA_SIZES = (8, 16, 32, 64, 128, 256, 512, 1024)
 
 
 # --------------------------------------------------------------------------- subsets
@@ -61,10 +58,13 @@ def random_neurons(dim: int, fraction: float, seed: int) -> np.ndarray:
 
 
 def pca_basis(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean (D,) and principal directions (D, r) of X (N, D), by decreasing variance.
+    """Mean (D,) and principal directions (D, r) of X (N, D), by decreasing variance (the
+    authors' ``pca_lowrank(X, center=True)`` V, computed exactly).
 
     Only the r directions with non-negligible variance are kept (r <= min(N - 1, D)), so the
-    "bottom" components are the least-variance directions the data actually spans.
+    "bottom" components are the least-variance directions the data actually spans.  The
+    probes use raw components ``X @ V[:, :k]`` (uncentred, unscaled), as the official
+    ``PCALinear``; the mean is returned for callers that want centred scores.
     """
     X = np.asarray(X, dtype=np.float64)
     mean = X.mean(0)
@@ -105,7 +105,11 @@ def sweep(X_train, y_train, X_test, y_test, *, fractions=PAPER_FRACTIONS, seeds=
 
     X_train (N, D), X_test (M, D) float; y (N,), (M,) int.  ``random`` and the random
     projections use every seed; PCA top / bottom are deterministic (seed 0 only).  The full
-    layer is always probed once and stored as ``full_accuracy`` on every row.
+    layer is always probed once and stored as ``full_accuracy`` on every row.  Neuron subsets
+    and projections are standardised by the probe engine; PCA components are not — they
+    enter raw, ``x @ V[:, :k]``, as in the official ``PCALinear`` (so low-variance components
+    are penalised by their small scale, as there).  ``per_class`` carries ``class_n_test``,
+    the number of test images of each class (for :func:`class_cost`'s null).
     """
     from .probe import ProbeResult, probe_accuracy
     for m in methods:
@@ -139,14 +143,15 @@ def sweep(X_train, y_train, X_test, y_test, *, fractions=PAPER_FRACTIONS, seeds=
                                        np.repeat(results[0].k, len(whole))))
     pcs = [m for m in methods if m.startswith("pca")]
     if pcs:
-        mean, V = pca_basis(Xtr)
+        _, V = pca_basis(Xtr)
         r = V.shape[1]
-        Ptr, Pte = (Xtr - mean) @ V, (Xte - mean) @ V       # (N, r), (M, r)
+        Ptr, Pte = Xtr @ V, Xte @ V                          # raw components (N, r), (M, r)
         rows = [(m, f, 0) for m in pcs for f in fractions]
         cols = [np.arange(min(subset_width(D, f), r)) if m == "pca_top"
                 else np.arange(r - min(subset_width(D, f), r), r) for m, f, _ in rows]
         labels.extend(rows)
-        results.append(probe_accuracy(Ptr, y_train, Pte, y_test, columns=cols, **kw))
+        results.append(probe_accuracy(Ptr, y_train, Pte, y_test, columns=cols,
+                                      standardize=False, **kw))
     rps = [m for m in methods if m.startswith("randproj")]
     rows = [(m, f, s) for m in rps for f in fractions for s in seeds]
     run(rows, projections=[random_projection(D, subset_width(D, f), s, m.split("_")[1])
@@ -165,6 +170,8 @@ def sweep(X_train, y_train, X_test, y_test, *, fractions=PAPER_FRACTIONS, seeds=
         np.repeat(runs.index, per_class.shape[1])].reset_index(drop=True)
     pc["class"] = np.tile(names[:per_class.shape[1]], len(runs))
     pc["accuracy"] = per_class.reshape(-1)
+    counts = np.bincount(y_test, minlength=per_class.shape[1])[:per_class.shape[1]]
+    pc["class_n_test"] = np.tile(counts, len(runs))
     return SweepResult(runs, pc)
 
 
@@ -196,14 +203,17 @@ def _subset_str(meta: dict) -> str:
 def run_sweeps(models, datasets, *, layers=("penultimate",), extract_layers=None,
                methods=("random",), fractions=PAPER_FRACTIONS, seeds=range(5),
                train_subset: dict | None = None, test_subset: dict | None = None,
-               resolution: int | None = None, pooling: str = "mean", C: float = 1.0,
-               max_iter: int = 300, device: str | None = None,
+               full_train=(), resolution: int | None = None, pooling: str = "mean",
+               C: float = 1.0, max_iter: int = 300, device: str | None = None,
                progress: bool = False) -> SweepResult:
     """:func:`sweep` for every backbone x dataset x layer, on cached features.
 
     ``layers``: vision module names / 'penultimate'; for text backbones 'penultimate' means
     the last hidden state (mean-pooled by default).  ``extract_layers``: the layers to pull
-    from the one forward pass on a cache miss (so later chapters' layers come for free).
+    from the one forward pass on a cache miss (so later chapters' layers come for free);
+    ``"<module>:flat"`` is a stage's whole C x H x W map, flattened (as the authors' middle
+    layers), a plain module name its global average.  ``full_train``: datasets probed on
+    their whole training split (``train_subset`` is ignored for them).
     Rows carry provenance: model, weights hash, dataset, layer, subsets, code version, and
     ``probe_seconds`` (wall time of that layer's whole sweep when it was fitted).  Sweeps are
     cached (:func:`cached_sweep`), so a warm rerun fits no probe.
@@ -226,7 +236,8 @@ def run_sweeps(models, datasets, *, layers=("penultimate",), extract_layers=None
                 get = {lay: lay for lay in layers}
                 opts = dict(layer=list(dict.fromkeys([*(extract_layers or []), *layers])),
                             resolution=resolution)
-            tr = features(model, dataset, "train", **train_subset, progress=progress, **opts)
+            sub = {} if dataset in full_train else train_subset
+            tr = features(model, dataset, "train", **sub, progress=progress, **opts)
             te = features(model, dataset, "test", **test_subset, progress=progress, **opts)
             for lay, key in get.items():
                 spec = {"train": tr[key].meta["key"], "test": te[key].meta["key"],
@@ -243,17 +254,51 @@ def run_sweeps(models, datasets, *, layers=("penultimate",), extract_layers=None
                         "n_test": len(te[key].y), "code_version": __version__}
                 runs.append(res.runs.assign(**prov))
                 per_class.append(res.per_class.assign(**prov))
+    if not runs:                                    # no models or datasets: empty tables
+        return SweepResult(pd.DataFrame(columns=_RUN_COLUMNS),
+                           pd.DataFrame(columns=_PER_CLASS_COLUMNS))
     return SweepResult(pd.concat(runs, ignore_index=True),
                        pd.concat(per_class, ignore_index=True))
+
+
+_PROV = ["model", "weights", "dataset", "layer", "train_subset", "test_subset", "n_train",
+         "n_test", "code_version"]
+_RUN_COLUMNS = ["method", "fraction", "seed", "k", "dim", "accuracy", "full_accuracy",
+                "mean_class_accuracy", "worst_class_accuracy", "probe_seconds", *_PROV]
+_PER_CLASS_COLUMNS = ["method", "fraction", "seed", "k", "class", "accuracy",
+                      "class_n_test", *_PROV]
+
+
+def prefetch(models, datasets, layers, *, train_subset: dict | None = None,
+             test_subset: dict | None = None, full_train=(), resolution: int | None = None,
+             progress: bool = False) -> None:
+    """Extract (or find cached) the penultimate layer and ``layers`` of every vision model x
+    dataset in one forward pass per split, so later sweeps of either hit the cache."""
+    from .extract import features
+    for model in models:
+        for dataset in datasets:
+            sub = {} if dataset in full_train else dict(train_subset or {})
+            for split, subset in (("train", sub), ("test", dict(test_subset or {}))):
+                features(model, dataset, split, ["penultimate", *layers], **subset,
+                         resolution=resolution, progress=progress)
 
 
 # --------------------------------------------------------------------------- summaries
 GROUP = ["model", "dataset", "layer", "method"]
 
 
+def _t95(n) -> np.ndarray:
+    """Two-sided 95% Student-t factor for n samples (0 where n < 2: no interval)."""
+    from scipy.stats import t
+    n = np.asarray(n, float)
+    return np.where(n > 1, t.ppf(0.975, np.maximum(n - 1, 1)), 0.0)
+
+
 def accuracy_curve(runs: pd.DataFrame) -> pd.DataFrame:
     """Mean / std over seeds per (model, dataset, layer, method, fraction), with the
-    accuracy ratio to the full layer (``ratio``) and the full layer as ``method='full'``."""
+    accuracy ratio to the full layer (``ratio``), its 95% CI half-width over seeds
+    (``ratio_ci``, Student t; the full-layer probe is one fixed fit), what a width-k view
+    keeps (``unit``: neurons or directions) and the full layer as ``method='full'``."""
     keys = [c for c in GROUP if c in runs.columns]
     curve = (runs.groupby(keys + ["fraction"], sort=True)
              .agg(k=("k", "first"), dim=("dim", "first"), accuracy=("accuracy", "mean"),
@@ -262,23 +307,42 @@ def accuracy_curve(runs: pd.DataFrame) -> pd.DataFrame:
              .reset_index())
     curve["accuracy_std"] = curve["accuracy_std"].fillna(0.0)
     curve["ratio"] = curve["accuracy"] / curve["full_accuracy"]
+    curve["ratio_ci"] = (_t95(curve["seeds"]) * curve["accuracy_std"]
+                         / np.sqrt(curve["seeds"]) / curve["full_accuracy"])
+    if "method" in curve.columns:
+        curve["unit"] = curve["method"].map(UNITS)
     return curve
 
 
-def diffuse_redundancy(fractions, ratios, delta: float = 0.9) -> float:
-    """DR(δ) = 1 − f*, f* the fraction whose accuracy ratio is closest to δ (first on ties)."""
+def diffuse_redundancy(fractions, ratios, delta: float = 0.9, reading: str = "threshold"
+                       ) -> float:
+    """DR(δ): the share of the layer that can be dropped while the probe keeps δ of the
+    full layer's accuracy, on the fraction grid.
+
+    ``reading="threshold"`` (default, the book's reading): DR = 1 − f*, f* the *smallest*
+    grid fraction whose mean ratio is ≥ δ (0 if none reaches δ).  ``"closest"``: f* the
+    fraction whose ratio is closest to δ — the book's earlier reading, kept for comparison;
+    it can name a fraction whose ratio is *below* δ.  Neither the paper's texts reachable
+    here nor its code state the formula; the threshold reading is the one "within 5% at
+    20%" and the δ = 0.9 table's grid values support (see the chapter).
+    """
+    check_choice("DR reading", reading, DR_READINGS)
     fractions, ratios = np.asarray(fractions, float), np.asarray(ratios, float)
     if fractions.shape != ratios.shape or fractions.size == 0:
         raise ValueError("fractions and ratios must be non-empty and of the same length")
     order = np.argsort(fractions, kind="stable")
-    best = order[np.argmin(np.abs(ratios[order] - delta))]
-    return float(1.0 - fractions[best])
+    fractions, ratios = fractions[order], ratios[order]
+    if reading == "closest":
+        return float(1.0 - fractions[np.argmin(np.abs(ratios - delta))])
+    ok = ratios >= delta - 1e-9          # 0.72 / 0.8 is 0.8999...: reaches 0.9
+    return float(1.0 - fractions[ok].min()) if ok.any() else 0.0
 
 
 def dr_table(curve: pd.DataFrame, deltas=(0.8, 0.9, 0.95), method: str = "random"
              ) -> pd.DataFrame:
     """DR(δ) per (model, dataset, layer) for each δ (columns ``DR(0.9)`` ...) plus the full
-    accuracy and the gap at 20% of neurons (1 − ratio at fraction 0.2, if on the grid)."""
+    accuracy, the gap at 20% of neurons (1 − mean ratio at fraction 0.2, if on the grid) and
+    its 95% CI half-width over seeds (``gap_ci``)."""
     keys = [c for c in GROUP if c in curve.columns and c != "method"]
     rows = []
     for key, g in curve[curve["method"] == method].groupby(keys, sort=False):
@@ -289,13 +353,55 @@ def dr_table(curve: pd.DataFrame, deltas=(0.8, 0.9, 0.95), method: str = "random
             row[f"DR({d:g})"] = diffuse_redundancy(g["fraction"], g["ratio"], d)
         at20 = g[np.isclose(g["fraction"], 0.2)]
         row["gap_at_20pct"] = float(1 - at20["ratio"].iloc[0]) if len(at20) else np.nan
+        row["gap_ci"] = float(at20["ratio_ci"].iloc[0]) if len(at20) else np.nan
         rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def learning_curve(models, dataset: str, train_per_class, *, fractions=(0.05, 0.2),
+                   **sweep_kw) -> pd.DataFrame:
+    """Does more training data close the gap?  The random-subset sweep at ``fractions`` on
+    ``dataset`` for each training size (images per class), from cached features.
+
+    Rows: model, n_train, fraction, full_accuracy, accuracy, ratio, ratio_ci, gap (1 − ratio).
+    ``sweep_kw`` go to :func:`run_sweeps` (test subset, resolution, seeds, probe settings)."""
+    columns = ["model", "dataset", "n_per_class", "n_train", "fraction", "full_accuracy",
+               "accuracy", "ratio", "ratio_ci", "gap"]
+    if not len(models) or not len(train_per_class):
+        return pd.DataFrame(columns=columns)
+    out = []
+    for n in train_per_class:
+        res = run_sweeps(models, [dataset], fractions=[*fractions, 1.0],
+                         train_subset={"n_per_class": int(n)}, **sweep_kw)
+        cur = accuracy_curve(res.runs)
+        cur = cur[(cur["method"] == "random") & cur["fraction"].isin(fractions)]
+        n_train = res.runs.groupby("model")["n_train"].first()
+        out.append(cur.assign(n_per_class=int(n), n_train=cur["model"].map(n_train)))
+    lc = pd.concat(out, ignore_index=True)
+    lc["gap"] = 1 - lc["ratio"]
+    return lc[columns]
+
+
+def scale_verdicts(lc: pd.DataFrame, fraction: float = 0.2) -> pd.DataFrame:
+    """Per model: does the gap at ``fraction`` shrink from the smallest to the largest
+    training set by more than the two 95% CIs together ('shrinks'), grow by more ('grows'),
+    or neither ('no clear change')?"""
+    rows = []
+    for model, g in lc[np.isclose(lc["fraction"], fraction)].groupby("model", sort=False):
+        g = g.sort_values("n_train")
+        lo, hi = g.iloc[0], g.iloc[-1]
+        change, margin = hi["gap"] - lo["gap"], lo["ratio_ci"] + hi["ratio_ci"]
+        verdict = "shrinks" if change < -margin else "grows" if change > margin else \
+            "no clear change"
+        rows.append({"model": model, "n_small": int(lo["n_train"]), "gap_small": lo["gap"],
+                     "n_large": int(hi["n_train"]), "gap_large": hi["gap"], "change": change,
+                     "margin": margin, "verdict": verdict})
     return pd.DataFrame(rows)
 
 
 def pareto_frontier(cost, value) -> np.ndarray:
     """Boolean mask (P,) of the non-dominated points: no other point has cost <= and
-    value >= with one strict (here cost = neuron fraction, value = accuracy ratio)."""
+    value >= with one strict (here cost = fraction kept, value = accuracy ratio)."""
     cost, value = np.asarray(cost, float), np.asarray(value, float)
     order = np.lexsort((-value, cost))          # cheapest first, best value first on ties
     mask = np.zeros(cost.size, bool)
@@ -307,34 +413,81 @@ def pareto_frontier(cost, value) -> np.ndarray:
 
 
 def frontier_table(curve: pd.DataFrame) -> pd.DataFrame:
-    """Per dataset, every (model, layer, method, fraction) point with ``on_frontier``: is it
-    Pareto-optimal for that task in (fraction ↓, accuracy ratio ↑)?"""
+    """Per dataset and unit (neurons / directions: a fraction of neurons and a fraction of
+    directions are different costs), every (model, layer, method, fraction) point with
+    ``on_frontier``: is it Pareto-optimal in (fraction ↓, accuracy ratio ↑)?"""
     pts = curve.copy()
+    if "unit" not in pts.columns:
+        pts["unit"] = pts["method"].map(UNITS)
     pts["on_frontier"] = False
-    for _, g in pts.groupby("dataset"):
+    for _, g in pts.groupby(["dataset", "unit"]):
         pts.loc[g.index, "on_frontier"] = pareto_frontier(g["fraction"], g["ratio"])
     return pts
 
 
-def class_cost(per_class: pd.DataFrame, method: str = "random") -> pd.DataFrame:
+def unevenness(full_acc, sub_acc) -> np.ndarray:
+    """How concentrated a drop is: worst-class drop minus mean-class drop, per row.
+
+    full_acc, sub_acc: (..., C) per-class accuracies; returns (...,)."""
+    drop = np.asarray(full_acc, float) - np.asarray(sub_acc, float)
+    return np.nanmax(drop, axis=-1) - np.nanmean(drop, axis=-1)
+
+
+def unevenness_null(accuracy, n, *, q: float = 0.95, draws: int = 4000, seed: int = 0
+                    ) -> float:
+    """The ``q`` quantile of :func:`unevenness` for the full layer against itself: two
+    independent stratified bootstrap resamples of a test set with per-class accuracy
+    ``accuracy`` (C,) and ``n`` (C,) images per class.  Resampling a class's correct /
+    wrong flags with replacement gives a Binomial(n_c, p_c) count, so it is drawn as one.
+
+    Two independent resamples, not one: a subset probe's errors on the same images are
+    positively correlated with the full probe's, so this band is, if anything, wide —
+    an unevenness above it is not test-set noise."""
+    rng = np.random.default_rng(seed)
+    p, n = np.asarray(accuracy, float), np.asarray(n, int)
+    keep = (n > 0) & ~np.isnan(p)
+    p, n = p[keep], n[keep]
+    a = rng.binomial(n, p, size=(draws, len(p))) / n
+    b = rng.binomial(n, p, size=(draws, len(p))) / n
+    return float(np.quantile(unevenness(a, b), q))
+
+
+def class_cost(per_class: pd.DataFrame, method: str = "random", q: float = 0.95
+               ) -> pd.DataFrame:
     """How unevenly a subset costs the classes: per (model, dataset, layer, fraction), the
-    accuracy drop versus the full layer of the mean class and of the worst-hit class
-    (averaged over seeds), and which class that usually is."""
+    accuracy drop versus the full layer of the mean class and of the worst-hit class, their
+    difference (``unevenness``, with its 95% CI over seeds) — all averaged over seeds —,
+    which class is usually worst, and ``null``: the ``q`` quantile of the same unevenness
+    for the full layer on resampled test sets (:func:`unevenness_null`).  ``uneven``: the
+    seed-mean unevenness is above that band."""
     keys = [c for c in ("model", "dataset", "layer") if c in per_class.columns]
-    full = per_class[per_class["method"] == "full"][keys + ["class", "accuracy"]]
-    sub = per_class[per_class["method"] == method].merge(full, on=keys + ["class"],
-                                                         suffixes=("", "_full"))
+    full = per_class[per_class["method"] == "full"]
+    sub = per_class[per_class["method"] == method].merge(
+        full[keys + ["class", "accuracy"]], on=keys + ["class"], suffixes=("", "_full"))
     sub["drop"] = sub["accuracy_full"] - sub["accuracy"]
     per_seed = sub.groupby(keys + ["fraction", "seed"]).agg(
         mean_drop=("drop", "mean"), worst_drop=("drop", "max"),
-        worst_class=("drop", lambda d: sub.loc[d.idxmax(), "class"]))
+        worst_class=("drop", lambda d: sub.loc[d.idxmax(), "class"])).reset_index()
+    per_seed["unevenness"] = per_seed["worst_drop"] - per_seed["mean_drop"]
     out = per_seed.groupby(keys + ["fraction"]).agg(
         mean_class_drop=("mean_drop", "mean"), worst_class_drop=("worst_drop", "mean"),
+        unevenness=("unevenness", "mean"), unevenness_std=("unevenness", "std"),
+        seeds=("seed", "nunique"),
         worst_class=("worst_class", lambda s: s.mode().iloc[0])).reset_index()
-    return out
+    out["unevenness_ci"] = (_t95(out["seeds"]) * out["unevenness_std"].fillna(0.0)
+                            / np.sqrt(out["seeds"]))
+    nulls = {}
+    for key, g in full.groupby(keys, sort=False):
+        n = g["class_n_test"] if "class_n_test" in g.columns else \
+            pd.Series(np.nan, index=g.index)
+        nulls[key if isinstance(key, tuple) else (key,)] = (
+            unevenness_null(g["accuracy"], n, q=q) if n.notna().all() else np.nan)
+    out["null"] = [nulls.get(tuple(r)) for r in out[keys].itertuples(index=False)]
+    out["uneven"] = out["unevenness"] > out["null"]
+    return out.drop(columns=["unevenness_std"])
 
 
-def subset_cka(X, sizes=PAPER_CKA_SIZES, seeds=range(5), debiased: bool = True
+def subset_cka(X, sizes=CKA_SIZES, seeds=range(5), debiased: bool = True
                ) -> pd.DataFrame:
     """CKA(random subset of ``size`` neurons, full layer) on the rows of X (N, D).
 
@@ -350,138 +503,58 @@ def subset_cka(X, sizes=PAPER_CKA_SIZES, seeds=range(5), debiased: bool = True
     return pd.DataFrame(rows, columns=["size", "fraction", "seed", "cka"])
 
 
-def paper_comparison(curve: pd.DataFrame, cka: pd.DataFrame | None = None,
-                     dataset: str = "cifar10") -> pd.DataFrame:
-    """The paper's headline numbers next to this run's (random subsets, penultimate layer).
-
-    Columns: quantity, paper (literature constant), paper_model, model, this_run, difference.
-    Ratios (accuracy / full accuracy) are compared as well, since the backbones differ."""
-    cur = curve[(curve["method"] == "random") & (curve["dataset"] == dataset)
-                & (curve["layer"] == "penultimate")]
-    paper_acc = PAPER["resnet50_cifar10_accuracy"]
-    rows = []
-    for model, g in cur.groupby("model", sort=False):
-        at = g.set_index("fraction")
-        for f, p in paper_acc.items():
-            if f in at.index:
-                rows.append((f"CIFAR-10 accuracy, {f:.0%} of neurons", p, "ResNet-50", model,
-                             at.loc[f, "accuracy"]))
-        if 0.2 in at.index:
-            rows.append(("CIFAR-10 accuracy ratio at 20%", paper_acc[0.2] / paper_acc[1.0],
-                         "ResNet-50", model, at.loc[0.2, "ratio"]))
-            vit = PAPER["vit_s16_cifar10_accuracy"]
-            rows.append(("CIFAR-10 accuracy ratio at 20%", vit[0.2] / vit[1.0], "ViT-S/16",
-                         model, at.loc[0.2, "ratio"]))
-        rows.append(("DR(0.9) on CIFAR-10", PAPER["resnet18_dr90"]["cifar10"], "ResNet-18",
-                     model, diffuse_redundancy(g["fraction"], g["ratio"], 0.9)))
-        if cka is not None and "model" in cka.columns:
-            c = cka[(cka["model"] == model) & (cka["dataset"] == dataset)]
-            c = c.groupby("size")["cka"].mean()
-            for size, p in PAPER["resnet50_cifar10_cka"].items():
-                if size in c.index:
-                    rows.append((f"CKA(subset, full), {size} neurons", p, "ResNet-50 (of 2048)",
-                                 model, c.loc[size]))
-    out = pd.DataFrame(rows, columns=["quantity", "paper", "paper_model", "model", "this_run"])
-    out["difference"] = out["this_run"] - out["paper"]
-    return out
+# --------------------------------------------------------------------------- the paper
+def _gap_verdict(gap: float, ci: float, bound: float) -> str:
+    """'within' / 'outside' the paper's bound when the 95% CI is on one side, else 'unclear'."""
+    if gap + ci <= bound:
+        return "within"
+    if gap - ci > bound:
+        return "outside"
+    return "unclear"
 
 
-# --------------------------------------------------------------------------- charts
-def _alt():
-    import altair as alt
-    return alt
-
-
-def accuracy_chart(curve: pd.DataFrame, facet_row: str = "model", facet_column: str = "dataset"):
-    """Accuracy vs neuron fraction (log x), one line per method, ±1 std band over seeds."""
-    alt = _alt()
-    data = curve[curve["method"] != "full"].assign(
-        lo=lambda d: d["accuracy"] - d["accuracy_std"], hi=lambda d: d["accuracy"] + d["accuracy_std"])
-    x = alt.X("fraction:Q", scale=alt.Scale(type="log"), title="fraction of neurons")
-    color = alt.Color("method:N", title="subset / baseline", legend=alt.Legend(orient="bottom"))
-    band = alt.Chart().mark_area(opacity=0.25).encode(x=x, y="lo:Q", y2="hi:Q", color=color)
-    line = alt.Chart().mark_line(point=True).encode(
-        x=x, y=alt.Y("accuracy:Q", title="test accuracy"), color=color,
-        tooltip=["model", "dataset", "method", "fraction", "k", alt.Tooltip("accuracy", format=".3f")])
-    # narrow panels: four datasets side by side fit the book's content column
-    return alt.layer(band, line, data=data).properties(width=125, height=115).facet(
-        row=alt.Row(f"{facet_row}:N", title=None),
-        column=alt.Column(f"{facet_column}:N", title=None))
-
-
-def cka_chart(cka: pd.DataFrame):
-    """Unbiased CKA(random subset, full layer) vs subset size, with the paper's ResNet-50."""
-    alt = _alt()
-    ours = cka.groupby(["model", "size"])["cka"].agg(["mean", "std"]).reset_index()
-    ours["series"] = ours["model"] + " (this run)"
-    paper = pd.DataFrame({"size": list(PAPER["resnet50_cifar10_cka"]),
-                          "mean": list(PAPER["resnet50_cifar10_cka"].values()), "std": 0.0,
-                          "series": "ResNet-50 (paper)"})
-    data = pd.concat([ours, paper], ignore_index=True)
-    return alt.Chart(data).mark_line(point=True).encode(
-        x=alt.X("size:Q", scale=alt.Scale(type="log", base=2), title="neurons in random subset"),
-        y=alt.Y("mean:Q", title="unbiased linear CKA with full layer"),
-        color=alt.Color("series:N", title=None, legend=alt.Legend(orient="bottom")),
-        strokeDash=alt.condition("datum.series == 'ResNet-50 (paper)'", alt.value([4, 3]),
-                                 alt.value([1, 0])),
-        tooltip=["series", "size", alt.Tooltip("mean", format=".3f")],
-    ).properties(width=440, height=240, title="CKA of random subsets with the full layer (CIFAR-10)")
-
-
-def pareto_chart(points: pd.DataFrame):
-    """Accuracy ratio vs fraction for every task; the per-task Pareto frontier as a line."""
-    alt = _alt()
-    data = points[points["method"] != "full"]
-    x = alt.X("fraction:Q", scale=alt.Scale(type="log"), title="fraction of neurons (or dims)")
-    y = alt.Y("ratio:Q", title="accuracy / full-layer accuracy", scale=alt.Scale(zero=False))
-    dots = alt.Chart(data).mark_point(opacity=0.35, size=25).encode(
-        x=x, y=y, color=alt.Color("dataset:N"), shape="method:N",
-        tooltip=["dataset", "model", "layer", "method", "fraction", alt.Tooltip("ratio", format=".3f")])
-    front = alt.Chart(data[data["on_frontier"]]).mark_line(strokeWidth=2.5).encode(
-        x=x, y=y, color="dataset:N")
-    return (dots + front).properties(width=480, height=300,
-                                     title="Redundancy–performance frontier per task")
-
-
-def class_cost_chart(cost: pd.DataFrame):
-    """Mean-class vs worst-class accuracy drop as neurons are removed."""
-    alt = _alt()
-    data = cost.melt(id_vars=["model", "dataset", "layer", "fraction"],
-                     value_vars=["mean_class_drop", "worst_class_drop"], var_name="which",
-                     value_name="drop")
-    return alt.Chart(data).mark_line(point=True).encode(
-        x=alt.X("fraction:Q", scale=alt.Scale(type="log"), title="fraction of neurons"),
-        y=alt.Y("drop:Q", title="accuracy drop vs full layer"),
-        color=alt.Color("which:N", title=None, legend=alt.Legend(orient="bottom")),
-        strokeDash=alt.StrokeDash("model:N", legend=alt.Legend(orient="bottom")),
-        tooltip=["model", "dataset", "which", "fraction", alt.Tooltip("drop", format=".3f")],
-    ).properties(width=125, height=120).facet(column=alt.Column("dataset:N", title=None))
-
-
-def layer_chart(dr: pd.DataFrame, delta: float = 0.9):
-    """DR(δ) of intermediate stages vs the penultimate layer, per dataset."""
-    alt = _alt()
-    return alt.Chart(dr).mark_bar().encode(
-        x=alt.X("layer:N", sort=None, title=None), y=alt.Y(f"DR({delta:g}):Q", title=f"DR({delta:g})"),
-        color="layer:N", column="dataset:N",
-        tooltip=["model", "layer", "dim", f"DR({delta:g})", alt.Tooltip("full_accuracy", format=".3f")],
-    ).properties(width=110, height=150)
-
-
-def closing_note(dr: pd.DataFrame, dataset: str = "cifar10") -> str:
-    """Markdown summary: the DR(0.9) table (penultimate, random subsets) and, per backbone,
-    the accuracy gap at 20% of neurons on ``dataset`` next to the paper's "within 5%"."""
+def paper_comparison(dr: pd.DataFrame) -> pd.DataFrame:
+    """The paper's sourced numbers next to this run's (random subsets, penultimate layer):
+    the headline bound (gap at 20% ≤ 5% on CIFAR-10, with a verdict from the 95% CI) and,
+    per paper row of the δ = 0.9 table on a dataset this book ships, this run's DR(0.9) for
+    each backbone.  Columns: quantity, paper_model, paper, model, this_run, ci, verdict,
+    source."""
     pen = dr[dr["layer"] == "penultimate"]
-    table = pen.pivot_table(index="model", columns="dataset", values="DR(0.9)")
-    lines = ["**DR(0.9), random neuron subsets of the last layer (this run)**", "",
-             "| model | " + " | ".join(table.columns) + " |",
-             "|---|" + "---|" * len(table.columns)]
-    lines += [f"| {m} | " + " | ".join("–" if np.isnan(v) else f"{v:.2f}" for v in row) + " |"
-              for m, row in table.iterrows()]
-    lines += ["", f"**Gap at 20% of neurons on {dataset}** (paper: within 5% of the full layer)",
-              ""]
-    for _, row in pen[pen["dataset"] == dataset].iterrows():
-        verdict = "within" if row["gap_at_20pct"] <= 0.05 else "outside"
-        lines.append(f"- {row['model']}: {100 * row['gap_at_20pct']:.1f}% below the full layer "
-                     f"({verdict} the paper's 5%; full accuracy {row['full_accuracy']:.3f})")
-    return "\n".join(lines)
+    rows = []
+    for claim in CLAIMS.itertuples():
+        for r in pen[pen["dataset"] == claim.dataset].itertuples():
+            rows.append({"quantity": f"gap at {claim.fraction:.0%} of neurons, {claim.dataset}",
+                         "paper_model": claim.paper_model, "paper": claim.bound,
+                         "model": r.model, "this_run": r.gap_at_20pct, "ci": r.gap_ci,
+                         "verdict": _gap_verdict(r.gap_at_20pct, r.gap_ci, claim.bound),
+                         "source": claim.source})
+    if "DR(0.9)" in pen.columns:
+        for p in PAPER_DR90[PAPER_DR90["dataset"].notna()].itertuples():
+            for r in pen[pen["dataset"] == p.dataset].itertuples():
+                rows.append({"quantity": f"DR(0.9), {p.dataset}", "paper_model": p.paper_model,
+                             "paper": p.DR, "model": r.model,
+                             "this_run": pen.loc[r.Index, "DR(0.9)"], "ci": np.nan,
+                             "verdict": "", "source": p.source})
+    return pd.DataFrame(rows, columns=["quantity", "paper_model", "paper", "model", "this_run",
+                                       "ci", "verdict", "source"])
+
+
+def dr_side_by_side(dr: pd.DataFrame) -> pd.DataFrame:
+    """The paper's δ = 0.9 table (ICLR 2023 submission, the rows that could be read) with
+    this run's backbones as extra rows, in the paper's columns: one row per model, columns
+    source, model, dim, then DR(0.9) on CIFAR10, CIFAR100, Flowers, Oxford-IIIT-Pets (NaN
+    where this book has no such dataset offline)."""
+    paper = PAPER_DR90.pivot_table(index=["paper_model", "dim"], columns="paper_dataset",
+                                   values="DR", sort=False).reset_index()
+    paper = paper.rename(columns={"paper_model": "model"}).assign(source="paper (ICLR 2023)")
+    cols = list(PAPER_DR90["paper_dataset"].unique())
+    ds = dict(zip(PAPER_DR90["paper_dataset"], PAPER_DR90["dataset"]))
+    pen = dr[dr["layer"] == "penultimate"] if "DR(0.9)" in dr.columns else dr.iloc[:0]
+    pen = pen[pen["dataset"].isin([d for d in ds.values() if d])]   # the paper's tasks only
+    ours = []
+    for model, g in pen.groupby("model", sort=False):
+        at = g.set_index("dataset")["DR(0.9)"]
+        ours.append({"model": model, "dim": int(g["dim"].iloc[0]), "source": "this run",
+                     **{c: at.get(ds[c], np.nan) if ds[c] else np.nan for c in cols}})
+    return pd.concat([paper, pd.DataFrame(ours)], ignore_index=True)[
+        ["source", "model", "dim", *cols]]

@@ -6,8 +6,9 @@ the weights hash, the data subset's fingerprint, the preprocessing, the layer an
 :data:`EXTRACT_VERSION`; the model is only loaded on a miss, so warm runs never touch it.
 
 Vision layers: ``"penultimate"`` (pooled pre-logits) or any module name (e.g. ``"blocks.3"``),
-globally average-pooled.  Text layers: ``0`` (embeddings) … ``L`` (last block) or ``"all"``;
-sentence tasks pool ``"cls"`` or ``"mean"``; token tasks take each word's last sub-token
+globally average-pooled; ``"<module>:flat"`` keeps that module's whole C x H x W map, flattened
+(Nanda et al.'s middle layers).  Text layers: ``0`` (embeddings) … ``L`` (last block) or
+``"all"``; sentence tasks pool ``"cls"`` or ``"mean"``; token tasks take each word's last sub-token
 (Dalvi et al.).  CUDA is used when present (autocast, larger batches); CPU otherwise.
 ``precision`` ("auto" | "fp32" | "bf16", see :mod:`diffred.precision`) picks the arithmetic;
 features are stored float32 and every path but exact fp32 is part of the cache key.
@@ -29,6 +30,7 @@ from .precision import autocast, cache_tag, prepare_vision, resolve
 
 EXTRACT_VERSION = "1"
 SENTENCE_POOLINGS = ("cls", "mean")
+FLAT = ":flat"       # layer suffix: a vision stage's whole C x H x W map, flattened
 STORE = ArrayStore("features")
 
 
@@ -159,14 +161,18 @@ def _extract_vision(backbone: Backbone, data: Data, specs: dict, base: dict, bat
     batch_size = batch_size or (256 if device.startswith("cuda") else 32)
     modules = dict(model.named_modules())
     for lay in layers:
-        if lay != "penultimate" and lay not in modules:
+        if lay != "penultimate" and lay.removesuffix(FLAT) not in modules:
             raise ValueError(f"unknown layer {lay!r} of {backbone.name}; valid choices: "
-                             f"penultimate, {', '.join(backbone.stages)} (or any module name)")
+                             f"penultimate, {', '.join(backbone.stages)} (or any module name, "
+                             f"with {FLAT!r} to keep the whole map)")
     captured: dict = {}
-    hooks = [modules[lay].register_forward_hook(
-        lambda m, i, o, lay=lay: captured.__setitem__(lay, o.float().mean(dim=(2, 3))
-                                                       if o.ndim == 4 else o.float()))
-        for lay in layers if lay != "penultimate"]
+
+    def keep(lay, o):
+        flat = lay.endswith(FLAT)
+        captured[lay] = o.float().flatten(1) if flat else \
+            o.float().mean(dim=(2, 3)) if o.ndim == 4 else o.float()
+    hooks = [modules[lay.removesuffix(FLAT)].register_forward_hook(
+        lambda m, i, o, lay=lay: keep(lay, o)) for lay in layers if lay != "penultimate"]
     n_rows = len(data) * max(views, 1)
     try:
         with ExitStack() as entries:   # every entry commits together, or none does

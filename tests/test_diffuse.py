@@ -60,18 +60,63 @@ def test_random_projections_uniform_unit_columns_and_gaussian_scale():
 
 
 # --------------------------------------------------------------------------- DR metric
-def test_diffuse_redundancy_on_a_known_curve():
-    f = np.array(R.PAPER_FRACTIONS)
-    ratio = np.minimum(1.0, f / 0.2 * 0.9)      # reaches 0.9 exactly at 20% of neurons
+def test_diffuse_redundancy_threshold_reading_differs_from_closest():
+    """A hand-made curve where the two readings disagree: at 10% the ratio (0.89) is the
+    closest to 0.9 but below it, so only 20% (0.95) keeps 90% of the accuracy."""
+    f = [0.01, 0.05, 0.1, 0.2, 0.5, 1.0]
+    ratio = [0.40, 0.70, 0.89, 0.95, 0.99, 1.0]
     assert R.diffuse_redundancy(f, ratio, 0.9) == pytest.approx(0.8)
-    assert R.diffuse_redundancy(f, ratio, 1.0) == pytest.approx(0.7)    # first f with ratio 1
-    # the paper's ResNet-50 / CIFAR-10 accuracies: 0.832 / 0.891 = 0.934 at 20%
-    acc = {0.01: .371, 0.05: .695, 0.1: .779, 0.2: .832, 0.5: .874, 1.0: .891}
-    fr, a = np.array(list(acc)), np.array(list(acc.values()))
-    assert R.diffuse_redundancy(fr, a / a[-1], 0.9) == pytest.approx(0.9)   # ratio .874 at 10%
-    assert R.diffuse_redundancy(fr, a / a[-1], 0.95) == pytest.approx(0.8)
+    assert R.diffuse_redundancy(f, ratio, 0.9, reading="closest") == pytest.approx(0.9)
+    # order of the grid does not matter; a non-monotone dip above the smallest passing
+    # fraction does not either (the smallest fraction that reaches δ counts)
+    assert R.diffuse_redundancy(f[::-1], ratio[::-1], 0.9) == pytest.approx(0.8)
+    assert R.diffuse_redundancy(f, [0.4, 0.7, 0.91, 0.88, 0.99, 1.0], 0.9) == pytest.approx(0.9)
+    assert R.diffuse_redundancy(f, ratio, 1.0) == pytest.approx(0.0)       # only the full layer
+    assert R.diffuse_redundancy([0.1, 0.5], [0.5, 0.8], 0.9) == 0.0         # nothing reaches δ
+    # "within 5% at 20%" (the abstract) means ratio(0.2) >= 0.95, i.e. DR(0.95) >= 0.8
+    assert R.diffuse_redundancy(f, ratio, 0.95) == pytest.approx(0.8)
     with pytest.raises(ValueError):
         R.diffuse_redundancy([0.1, 0.2], [1.0], 0.9)
+    with pytest.raises(ValueError, match="unknown DR reading 'nearest'.*threshold, closest"):
+        R.diffuse_redundancy(f, ratio, 0.9, reading="nearest")
+
+
+# --------------------------------------------------------------------------- paper constants
+def test_every_paper_constant_has_a_source_and_unsourced_ones_are_gone():
+    from diffred import paper_constants as P
+    table = P.constants_table()
+    assert len(table) >= 12 + 1 + len(P.PROTOCOL) + len(P.PAPER_MODELS)
+    assert table["source"].map(lambda s: isinstance(s, str) and len(s.strip()) > 10).all()
+    assert P.PAPER_DR90["source"].str.len().gt(0).all()
+    # the ICLR δ = 0.9 rows as read from the text
+    row = P.PAPER_DR90.set_index(["paper_model", "paper_dataset"])["DR"]
+    assert row[("ViT S-16", "CIFAR10")] == 0.70 and row[("ViT S-16", "Oxford-IIIT-Pets")] == 0.80
+    assert row[("ViT S-32", "Oxford-IIIT-Pets")] == 0.70 and row[("ResNet18", "CIFAR10")] == 0.80
+    assert row[("ResNet18", "Oxford-IIIT-Pets")] == 0.90 and row[("ResNet18", "CIFAR100")] == 0.50
+    assert set(P.PAPER_DR90["paper_model"]) == {"ViT S-16", "ViT S-32", "ResNet18"}
+    assert P.CLAIMS.set_index("claim").loc["gap_at_20pct", "bound"] == 0.05
+    # the unsourced numbers (ResNet-50 accuracies, CKA curve) are not in the code any more
+    assert not hasattr(R, "PAPER")
+    assert R.PAPER_FRACTIONS == P.PROTOCOL["fractions"][0]
+
+
+def test_paper_comparison_and_side_by_side_tables():
+    dr = pd.DataFrame({"model": ["m", "m"], "dataset": ["cifar10", "elpv"],
+                       "layer": "penultimate", "dim": 1280, "full_accuracy": 0.9,
+                       "DR(0.9)": [0.8, 0.5], "gap_at_20pct": [0.03, 0.2], "gap_ci": [0.01, 0.01]})
+    cmp = R.paper_comparison(dr)
+    gap = cmp[cmp.quantity.str.startswith("gap")].iloc[0]
+    assert gap.paper == 0.05 and gap.this_run == 0.03 and gap.verdict == "within"
+    drs = cmp[cmp.quantity.str.startswith("DR")]
+    assert len(drs) == 3 and (drs.this_run == 0.8).all() and cmp.source.str.len().gt(0).all()
+    assert R.paper_comparison(dr.assign(gap_at_20pct=0.055)).verdict.iloc[0] == "unclear"
+    assert R.paper_comparison(dr.assign(gap_at_20pct=0.07)).verdict.iloc[0] == "outside"
+    side = R.dr_side_by_side(dr)
+    assert list(side.columns) == ["source", "model", "dim", "CIFAR10", "CIFAR100", "Flowers",
+                                  "Oxford-IIIT-Pets"]
+    ours = side[side.source == "this run"].iloc[0]
+    assert ours.CIFAR10 == 0.8 and np.isnan(ours.CIFAR100)
+    assert side.set_index("model").loc["ResNet18", "Oxford-IIIT-Pets"] == 0.9
 
 
 def test_dr_table_and_class_cost_from_runs():
@@ -84,18 +129,65 @@ def test_dr_table_and_class_cost_from_runs():
     curve = R.accuracy_curve(runs)
     r = curve[(curve.method == "random") & (curve.fraction == 0.2)].iloc[0]
     assert r.accuracy == pytest.approx(0.72) and r.ratio == pytest.approx(0.9)
+    # 95% t interval over 2 seeds: 12.706 * std / sqrt(2) / full
+    assert r.ratio_ci == pytest.approx(12.706 * np.std([0.7, 0.74], ddof=1) / np.sqrt(2) / 0.8,
+                                       rel=1e-3)
+    assert set(curve.unit) == {"neurons"}
     dr = R.dr_table(curve, deltas=(0.9,))
     assert dr["DR(0.9)"].iloc[0] == pytest.approx(0.8)
     assert dr["gap_at_20pct"].iloc[0] == pytest.approx(0.1)
+    assert dr["gap_ci"].iloc[0] == pytest.approx(r.ratio_ci)
 
     per_class = pd.DataFrame({
         "model": "m", "dataset": "d", "layer": "penultimate",
         "method": ["full", "full", "random", "random"], "fraction": [1.0, 1.0, 0.1, 0.1],
         "seed": 0, "k": [10, 10, 1, 1], "class": ["cat", "dog", "cat", "dog"],
-        "accuracy": [0.9, 0.8, 0.3, 0.7]})
+        "accuracy": [0.9, 0.8, 0.3, 0.7], "class_n_test": 100})
     cost = R.class_cost(per_class).iloc[0]
     assert cost.mean_class_drop == pytest.approx(0.35)
     assert cost.worst_class_drop == pytest.approx(0.6) and cost.worst_class == "cat"
+    assert cost.unevenness == pytest.approx(0.25)
+    assert 0 < cost.null < 0.15 and bool(cost.uneven)
+
+
+def test_unevenness_null_is_calibrated_on_two_halves_of_one_models_predictions():
+    """One model's per-image correctness on a test set (10 classes, uneven accuracies), split
+    into two random stratified halves many times: the 'drop' between the halves is pure
+    test-set noise, so it should exceed the 95% null band about 5% of the time."""
+    rng = np.random.default_rng(0)
+    acc = np.linspace(0.55, 0.97, 10)
+    n_class = 100
+    correct = rng.random((10, n_class)) < acc[:, None]          # fixed predictions
+    exceed, trials = 0, 300
+    for t in range(trials):
+        perm = np.argsort(rng.random((10, n_class)), axis=1)
+        a = np.take_along_axis(correct, perm[:, :n_class // 2], 1).mean(1)
+        b = np.take_along_axis(correct, perm[:, n_class // 2:], 1).mean(1)
+        band = R.unevenness_null(a, np.full(10, n_class // 2), draws=1000, seed=t)
+        exceed += float(R.unevenness(a, b)) > band
+    assert 0.01 <= exceed / trials <= 0.10
+    # a band from ONE resample against the original (half the variance) is miscalibrated:
+    # the test would catch a null built that way
+    narrow = np.quantile(R.unevenness(acc, rng.binomial(50, acc, (4000, 10)) / 50), 0.95)
+    assert narrow < 0.8 * R.unevenness_null(acc, np.full(10, 50))
+
+
+def test_frontier_separates_neurons_from_directions():
+    curve = pd.DataFrame({"dataset": "d", "model": "m", "layer": "penultimate",
+                          "method": ["random", "random", "pca_top", "pca_top"],
+                          "fraction": [0.1, 0.5, 0.1, 0.5], "ratio": [0.8, 0.95, 0.9, 0.97]})
+    pts = R.frontier_table(curve)
+    # pca_top dominates random at both fractions, yet random stays on the neurons frontier
+    assert pts.on_frontier.all()
+    assert pts.set_index("method").unit.to_dict() == {"random": "neurons", "pca_top": "directions"}
+
+
+def test_scale_verdicts_use_the_confidence_intervals():
+    lc = pd.DataFrame({"model": ["a", "a", "b", "b"], "fraction": 0.2,
+                       "n_train": [1500, 5000, 1500, 5000], "gap": [0.14, 0.08, 0.10, 0.09],
+                       "ratio_ci": [0.01, 0.01, 0.01, 0.01]})
+    v = R.scale_verdicts(lc).set_index("model").verdict
+    assert v["a"] == "shrinks" and v["b"] == "no clear change"
 
 
 def test_pareto_frontier_keeps_only_non_dominated_points():
@@ -134,8 +226,68 @@ def test_sweep_on_real_features_batches_every_view():
     assert runs["full_accuracy"].nunique() == 1
     assert set(res.per_class["class"]) == set(tr.classes)
     assert len(res.per_class) == len(runs) * len(tr.classes)
+    assert (res.per_class["class_n_test"] == 2).all()           # 2 test images per class
     with pytest.raises(ValueError, match="unknown method 'lasso'"):
         R.sweep(tr.X, tr.y, te.X, te.y, methods=["lasso"])
+
+
+def test_pca_baseline_uses_raw_components_like_the_official_code(monkeypatch):
+    """The PCA probes get x @ V (uncentred, unscaled) and standardize=False; neuron subsets
+    and projections are standardised by the probe engine."""
+    import diffred.probe as probe
+    calls = []
+    real = probe.probe_accuracy
+
+    def spy(Xtr, ytr, Xte, yte, **kw):
+        calls.append((np.array(Xtr), kw.get("standardize", True), "columns" in kw and
+                      kw["columns"] is not None))
+        return real(Xtr, ytr, Xte, yte, **kw)
+    monkeypatch.setattr(probe, "probe_accuracy", spy)
+    rng = np.random.default_rng(0)
+    X = (rng.normal(size=(60, 8)) * np.arange(1, 9) + 5).astype(np.float32)
+    y = np.repeat(np.arange(3), 20)
+    R.sweep(X, y, X, y, fractions=[0.25, 1.0], seeds=[0], methods=("random", "pca_top"),
+            max_iter=20)
+    _, V = R.pca_basis(X)
+    pca = [c for c in calls if not c[1]]
+    assert len(pca) == 1 and np.allclose(pca[0][0], X @ V, atol=1e-4)
+    assert all(c[1] for c in calls if c is not pca[0])
+
+
+def test_flattened_stage_is_the_whole_map_and_pooled_is_its_mean():
+    from diffred import features
+    f = features("efficientnet_lite0", "sign_digits", "test", ["blocks.5", "blocks.5:flat"],
+                 n=6, resolution=64, progress=False)
+    pooled, flat = f["blocks.5"].X, f["blocks.5:flat"].X
+    assert pooled.shape == (6, 192) and flat.shape == (6, 192 * 2 * 2)   # C x H x W at 64 px
+    assert np.allclose(flat.reshape(6, 192, 4).mean(-1), pooled, atol=1e-5)
+    with pytest.raises(ValueError, match="unknown layer 'blocks.99:flat'"):
+        features("efficientnet_lite0", "sign_digits", "test", "blocks.99:flat", n=6,
+                 resolution=64, progress=False)
+
+
+def test_paper_models_preset_runs_offline_with_random_init(monkeypatch, tmp_path):
+    """The paper's backbones by timm name go through the chapter's path (hub loader,
+    native resolution, penultimate features, sweep); offline, with random weights."""
+    import timm
+    from diffred import paper_constants as P
+    from diffred.models import load_model
+    monkeypatch.setenv("DIFFRED_CACHE", str(tmp_path))
+    real = timm.create_model
+    monkeypatch.setattr(timm, "create_model",
+                        lambda name, pretrained=False, **kw: real(name, pretrained=False, **kw))
+    load_model.cache_clear()
+    try:
+        res = R.run_sweeps(list(P.PAPER_MODELS), ["sign_digits"], fractions=[0.5, 1.0],
+                           seeds=range(1), train_subset={"n_per_class": 1},
+                           test_subset={"n_per_class": 1}, resolution=None, max_iter=5)
+    finally:
+        load_model.cache_clear()
+    dims = res.runs.groupby("model").dim.first().to_dict()
+    assert dims == {"timm:resnet18": 512, "timm:resnet50": 2048,
+                    "timm:vit_small_patch16_224.augreg_in1k": 384,
+                    "timm:vit_small_patch16_224.augreg_in21k": 384}
+    assert res.runs.accuracy.between(0, 1).all()
 
 
 def test_cached_sweep_computes_once_and_reads_back_the_same_tables(tmp_path, monkeypatch):
@@ -159,3 +311,27 @@ def test_cached_sweep_computes_once_and_reads_back_the_same_tables(tmp_path, mon
     assert len(calls) == 2
 
 
+
+
+def test_closing_note_and_findings_are_computed_from_the_tables():
+    from diffred import diffuse_report as show
+    dr = pd.DataFrame({"model": ["m", "m", "m"], "dataset": "cifar10",
+                       "layer": ["penultimate", "blocks.5:flat", "blocks.5"], "dim": [1280, 4800, 192],
+                       "full_accuracy": 0.9, "DR(0.9)": [0.8, 0.95, 0.5],
+                       "gap_at_20pct": [0.123, 0.01, 0.2], "gap_ci": 0.004})
+    cmp = R.paper_comparison(dr)
+    side = R.dr_side_by_side(dr)
+    lc = pd.DataFrame({"model": "m", "dataset": "cifar10", "n_per_class": [150, 500],
+                       "n_train": [1500, 5000], "fraction": 0.2, "full_accuracy": [0.8, 0.85],
+                       "accuracy": [0.7, 0.77], "ratio": [0.875, 0.906], "ratio_ci": 0.01,
+                       "gap": [0.125, 0.094]})
+    cost = pd.DataFrame({"model": "m", "dataset": "cifar10", "layer": "penultimate",
+                         "fraction": [0.05, 0.2], "unevenness": [0.2, 0.05], "null": 0.1,
+                         "uneven": [True, False], "worst_class": "cat"})
+    note = show.closing_note(cmp, side, lc, dr[dr.layer != "penultimate"])
+    assert "12.3% ± 0.4%" in note and "outside the paper's 5%" in note
+    assert "| paper (ICLR 2023) | ViT S-16 | 384 | 0.70 |" in note and "5000" in note
+    assert "blocks.5:flat" in note
+    text = show.findings(dr, cmp, R.scale_verdicts(lc), cost, dr[dr.layer != "penultimate"])
+    assert "shrinks" in text and "1 of 1 pairs" in text and "blocks.5:flat 0.95 vs pooled 0.50" in text
+    assert "1 of 1 backbone × dataset pairs" in show.cost_text(cost)
