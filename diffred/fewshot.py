@@ -324,6 +324,12 @@ def _chunks(n, size):
     return [slice(i, min(n, i + size)) for i in range(0, n, size)]
 
 
+def _frame(rows: list, pool: Pool) -> pd.DataFrame:
+    """The rows as a table; with no rows (no shot count the pool can serve) a header-only
+    table, which the cache's CSV round trip can store."""
+    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=[*_provenance(pool), "shots"])
+
+
 def _provenance(pool: Pool) -> dict:
     return {k: pool.meta[k] for k in ("model", "weights", "dataset", "subset", "seed")}
 
@@ -399,7 +405,7 @@ def fraction_curves(pool: Pool, shots=(1, 5, 10, 20),
                              "shots": K, "ranking": r, "fraction_requested": f, "k": k,
                              "fraction": k / D, "acc": m, "ci95": ci, "diff_full": d,
                              "diff_full_ci95": d_ci, "n_episodes": n_episodes})
-    return pd.DataFrame(rows)
+    return _frame(rows, pool)
 
 
 @cached_table("fewshot", code=(*probe.CODE, fewshot_stats))
@@ -446,7 +452,7 @@ def precursor_two_way(pool: Pool, shots=(1, 5), *, n_query: int = 15, n_episodes
             rows.append({**_provenance(pool), "n_way": 2, "shots": K, "method": method,
                          "acc": m, "ci95": ci, "gain": g, "gain_ci95": g_ci,
                          "n_episodes": n_episodes})
-    return pd.DataFrame(rows)
+    return _frame(rows, pool)
 
 
 # --------------------------------------------------------------------------- experiment 2
@@ -636,4 +642,4 @@ def soft_mask_comparison(pool: Pool, shots=(1, 5), *, n_way: int = 5, n_query: i
                              "gain": gain, "gain_ci95": gain_ci, "views": V,
                              "topk": None if st[2] is None else _widths([st[2]], D)[st[2]],
                              "n_episodes": n_episodes})
-    return pd.DataFrame(rows)
+    return _frame(rows, pool)
