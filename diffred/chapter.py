@@ -121,10 +121,14 @@ def _saved_final(p):
 
 
 def _mask_shots(p):
-    bad = [k for k in p["mask_shots"] if k > p["view_candidates_per_class"]]
-    return (f"mask_shots {bad!r} exceed view_candidates_per_class = "
-            f"{p['view_candidates_per_class']} (soft-mask supports need augmented views)"
-            if bad else None)
+    """Soft-mask supports come from the view candidates of one half (selection or report)."""
+    sel = int(round(p["selection_share"] * p["view_candidates_per_class"]))
+    room = min(sel, p["view_candidates_per_class"] - sel)
+    bad = [k for k in p["mask_shots"] if k > room]
+    return (f"mask_shots {bad!r} exceed the {room} view candidates per class of the smaller "
+            f"half (view_candidates_per_class = {p['view_candidates_per_class']}, "
+            f"selection_share = {p['selection_share']}; soft-mask supports need augmented "
+            f"views)" if bad else None)
 
 
 SCHEMAS: dict[str, Schema] = {s.chapter: s for s in [
@@ -165,10 +169,14 @@ SCHEMAS: dict[str, Schema] = {s.chapter: s for s in [
         "quick": Bool(), "backbones": ListOf(model_names("vision")),
         "datasets": ListOf(dataset_names("image")), "split": Choice(choices=("train", "test")),
         "n_per_class": Int(2), "resolution": Int(32, optional=True), "views": Int(1),
-        "view_candidates_per_class": Int(1), "n_way": Int(2), "shots": ListOf(Int(1)),
-        "fractions": ListOf(_FRACTION), "mask_shots": ListOf(Int(1)),
-        "topk_fraction": _FRACTION, "shrink": Float(0), "n_query": Int(1),
-        "n_episodes": Int(2), "confounder_backbone": model_names("vision"),
+        "view_candidates_per_class": Int(2), "n_way": Int(2), "shots": ListOf(Int(1)),
+        "fractions": ListOf(_FRACTION), "two_way_shots": ListOf(Int(1)),
+        "mask_shots": ListOf(Int(1)), "selection_share": Float(0, 1, open_low=True,
+                                                               open_high=True),
+        "shrink_grid": ListOf(Float(0)), "topk_grid": ListOf(_FRACTION), "n_query": Int(1),
+        "n_episodes": Int(2), "n_episodes_high_shot": Int(2), "n_selection_episodes": Int(2),
+        "fdr": Float(0, 1, open_low=True, open_high=True), "simulation_shots": ListOf(Int(1)),
+        "confounder_backbone": model_names("vision"),
         "confounder_dataset": dataset_names("image"), "seed": Int(0), "device": _DEVICE,
         "precision": _PRECISION,
     }, (_subset("confounder_backbone", "backbones"), _subset("confounder_dataset", "datasets"),

@@ -5,14 +5,19 @@ Q query images per class; a classifier fitted on the support is scored on the qu
 Everything here is batched over episodes: E episodes are one tensor problem of shape
 (E, N*K, D), solved on the GPU when there is one.
 
-* :func:`load_pool` — the episode pool (cached features, plus augmented views of a subset).
+* :func:`load_pool` — the episode pool (cached features, plus augmented views of a subset);
+  :func:`split_indices` / :meth:`Pool.take` — its seeded, stratified split into a *selection*
+  part (where tuned settings are chosen) and a *report* part (where results are measured).
 * :func:`sample_episodes` — seeded episodes with disjoint support and query sets.
 * :func:`importance` / :func:`two_way_importance` — per-dimension importance.
 * :func:`episode_accuracy` — batched logistic regression (the probe engine's Nesterov
   solver, :func:`diffred.probe.fit_logreg`) or nearest centroid.
-* :func:`fraction_curves`, :func:`confounders`, :func:`soft_mask_comparison` — the chapter's
-  three experiments, each returning a tidy DataFrame, cached by content (pool features,
-  settings, code: a warm rerun computes nothing); ``*_chart`` draw them.
+* :func:`fraction_curves`, :func:`precursor_two_way`, :func:`confounders`,
+  :func:`soft_mask_comparison` — the chapter's experiments on real features, each returning a
+  tidy DataFrame cached by content (pool features, settings, code: a warm rerun computes
+  nothing); :func:`confounder_simulation` — the paper's theory on a Gaussian model (synthetic
+  data, labelled as such).  Tables and charts: :mod:`diffred.fewshot_report`; statistics
+  (CIs, Benjamini–Hochberg, the selection rule, verdicts): :mod:`diffred.fewshot_stats`.
 
 Feature pipeline (as in the authors' precursor code, Channel_Importance_FSL): optionally keep
 a subset of dimensions (hard mask) or multiply by ``importance / mean|x|`` (soft mask), then
@@ -20,14 +25,16 @@ L2-normalise each feature vector, then fit ``LogisticRegression(C=1)`` (no stand
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from . import probe
+from . import fewshot_stats, probe
 from .cache import cached_table
 from .errors import check_choice
+from .fewshot_stats import benjamini_hochberg, mean_ci, sign_test_pvalues
 from .probe import fit_logreg
 
 CLASSIFIERS = ("lr", "nc")
@@ -38,6 +45,23 @@ EPS = 1e-12
 def _torch():
     import torch
     return torch
+
+
+def one_thread(fn):
+    """Run ``fn`` with one torch CPU thread (restored after).  The episode solvers issue many
+    small batched ops, for which a second thread buys nothing and, on a busy machine, costs a
+    lot: on 2 shared cores (load 4), 5-way 20-shot LR ran at 122 episodes/s with one thread
+    vs 6 with two (benchmarks/fewshot.py measures both).  GPU runs are unaffected."""
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        torch = _torch()
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            torch.set_num_threads(before)
+    return run
 
 
 # --------------------------------------------------------------------------- the pool
@@ -64,6 +88,39 @@ class Pool:
     def cache_spec(self) -> dict:
         """What a pool is, by content (its features' cache keys): the key of cached results."""
         return self.meta
+
+    def take(self, idx, part: str, **spec) -> "Pool":
+        """The items ``idx`` as a pool of their own (``part`` and ``spec`` enter its meta, so
+        its cached results are its own); class statistics of the part use only its items."""
+        idx = np.sort(np.asarray(idx))
+        return Pool(self.X[idx], self.y[idx], self.classes,
+                    None if self.views is None else self.views[idx], self.has_views[idx],
+                    {**self.meta, "part": part, **spec})
+
+
+def split_indices(y, has_views, selection_share: float = 0.5, seed: int = 0):
+    """Seeded split of pool items into (selection, report) index arrays, stratified by class
+    and by whether an item has augmented views: in every class, ``round(share * n)`` of its
+    view candidates and of its other items go to selection.  Images, not episodes, are split,
+    so no selection episode shares an image with a report episode."""
+    if not 0 < selection_share < 1:
+        raise ValueError(f"selection_share must lie in (0, 1), got {selection_share!r}")
+    y, has_views = np.asarray(y), np.asarray(has_views, bool)
+    rng = np.random.default_rng([seed, 2])
+    selection = []
+    for c in np.unique(y):
+        for group in (True, False):
+            idx = rng.permutation(np.flatnonzero((y == c) & (has_views == group)))
+            selection.append(idx[:int(round(selection_share * len(idx)))])
+    selection = np.sort(np.concatenate(selection))
+    return selection, np.setdiff1d(np.arange(len(y)), selection)
+
+
+def split_pool(pool: "Pool", selection_share: float = 0.5, seed: int = 0):
+    """(selection part, report part) of ``pool`` by :func:`split_indices`."""
+    sel, rep = split_indices(pool.y, pool.has_views, selection_share, seed)
+    spec = {"selection_share": selection_share, "split_seed": seed}
+    return pool.take(sel, "selection", **spec), pool.take(rep, "report", **spec)
 
 
 def load_pool(model: str, dataset: str, *, split: str = "test", n_per_class: int = 100,
@@ -171,13 +228,15 @@ def importance(mu, sigma, shrink: float = 0.0):
     return torch.nn.functional.normalize(2 * between / (within + EPS), dim=-1, eps=EPS)
 
 
-def class_statistics(X, y, n_classes: int):
-    """Per-class mean, std (population) and mean |x|: each (n_classes, D), from X (P, D)."""
+def class_statistics(X, y, n_classes: int, ddof: int = 0):
+    """Per-class mean, std and mean |x|: each (n_classes, D), from X (P, D).  ``ddof=1``: the
+    unbiased std of the precursor code (``torch.std``)."""
     torch = _torch()
     onehot = torch.nn.functional.one_hot(y, n_classes).to(X.dtype)       # (P, C)
     count = onehot.sum(0).clamp_min(1)[:, None]
     mu = onehot.T @ X / count
     var = (onehot.T @ (X * X) / count - mu * mu).clamp_min(0)
+    var = var * count / (count - ddof).clamp_min(1)
     return mu, var.sqrt(), onehot.T @ X.abs() / count
 
 
@@ -261,14 +320,14 @@ def _take_columns(Z, cols):
     return Z.gather(2, cols[:, None, :].expand(-1, Z.shape[1], -1))
 
 
-def mean_ci(acc) -> tuple[float, float]:
-    """Mean and 95% confidence half-width (1.96 standard errors) of per-episode values."""
-    acc = np.asarray(acc, dtype=np.float64)
-    return float(acc.mean()), float(1.96 * acc.std(ddof=1) / np.sqrt(len(acc)))
-
-
 def _chunks(n, size):
     return [slice(i, min(n, i + size)) for i in range(0, n, size)]
+
+
+def _frame(rows: list, pool: Pool) -> pd.DataFrame:
+    """The rows as a table; with no rows (no shot count the pool can serve) a header-only
+    table, which the cache's CSV round trip can store."""
+    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=[*_provenance(pool), "shots"])
 
 
 def _provenance(pool: Pool) -> dict:
@@ -276,38 +335,51 @@ def _provenance(pool: Pool) -> dict:
 
 
 def _pool_tensors(pool: Pool, device):
+    """L2-normalised features and their oracle class statistics (mean, unbiased std, mean|x|
+    over all the pool's items of each class), as the precursor computes them (test.py)."""
     torch = _torch()
-    X = torch.as_tensor(pool.X, device=device)
+    X = _normalize(torch.as_tensor(pool.X, device=device))
     y = torch.as_tensor(pool.y, device=device)
-    return X, y, class_statistics(X, y, pool.n_classes)
+    return X, y, class_statistics(X, y, pool.n_classes, ddof=1)
 
 
 # --------------------------------------------------------------------------- experiment 1
-@cached_table("fewshot", code=probe.CODE)
+def _widths(fractions, D):
+    return {f: max(1, int(round(f * D))) for f in fractions}
+
+
+@cached_table("fewshot", code=(*probe.CODE, fewshot_stats))
+@one_thread
 def fraction_curves(pool: Pool, shots=(1, 5, 10, 20),
-                    fractions=(0.005, 0.01, 0.02, 0.05, 0.2, 1.0), *, n_way: int = 5, n_query: int = 15, n_episodes: int = 600,
-                    seed: int = 0, classifier: str = "lr", episode_batch: int = 300,
+                    fractions=(0.005, 0.01, 0.02, 0.05, 0.2, 1.0), *, n_way: int = 5,
+                    n_query: int = 15, n_episodes: int = 600, seed: int = 0,
+                    classifier: str = "lr", ci_ddof: int = 1, episode_batch: int = 300,
                     device: str | None = None) -> pd.DataFrame:
     """Accuracy when keeping only the top fraction of dimensions, ranked per episode by oracle
-    importance (class statistics of the episode's classes over the whole pool) or at random.
+    importance (:func:`importance` from the class statistics of the episode's classes over the
+    whole pool, L2-normalised features, unbiased std; for ``n_way=2`` exactly the precursor's
+    ``2|mu1-mu2|/(sigma1+sigma2)``) or at random; ``fractions`` must include 1.0.
 
-    Returns one row per (shots, fraction, ranking): acc, ci95, k, n_episodes + provenance.
-    Shot counts the pool cannot serve (too few items per class) are skipped.
+    One row per (shots, fraction, ranking): k (= round(fraction * D), at least 1), acc, ci95,
+    and the paired difference to all dimensions on the same episodes (diff_full,
+    diff_full_ci95).  Shot counts the pool cannot serve (too few items per class) are skipped.
     """
     from .device import default_device
     torch = _torch()
+    if 1.0 not in fractions:
+        raise ValueError(f"fractions must include 1.0 (all dimensions), got {list(fractions)}")
     device = device or default_device()
     n_way = min(n_way, pool.n_classes)
     X, _, (mu, sd, _) = _pool_tensors(pool, device)
     D = X.shape[1]
-    widths = sorted({max(1, int(round(f * D))) for f in fractions})
+    width = _widths(fractions, D)
     rows = []
     for K in shots:
         try:
             ep = sample_episodes(pool.y, n_way, K, n_query, n_episodes, seed=seed + K)
         except ValueError:
             continue
-        acc = {(k, r): [] for k in widths for r in RANKINGS}
+        acc = {(k, r): [] for k in set(width.values()) for r in RANKINGS}
         gen = torch.Generator(device="cpu").manual_seed(seed + K)
         for part in _chunks(n_episodes, episode_batch):
             sub = Episodes(ep.classes[part], ep.support[part], ep.query[part])
@@ -316,34 +388,89 @@ def fraction_curves(pool: Pool, shots=(1, 5, 10, 20),
             order = {"oracle": importance(mu[cls], sd[cls]).argsort(dim=-1, descending=True),
                      "random": torch.stack([torch.randperm(D, generator=gen)
                                             for _ in range(len(cls))]).to(device)}
-            for k in widths:
-                for r in RANKINGS:
-                    if k == D and r == "random":
-                        acc[(k, r)].append(acc[(k, "oracle")][-1])
-                        continue
-                    cols = order[r][:, :k]
-                    acc[(k, r)].append(episode_accuracy(_take_columns(S, cols),
-                                                        _take_columns(Q, cols), n_way,
-                                                        classifier).cpu().numpy())
-        for (k, r), parts in acc.items():
-            m, ci = mean_ci(np.concatenate(parts))
-            rows.append({**_provenance(pool), "classifier": classifier, "n_way": n_way,
-                         "shots": K, "ranking": r, "k": k, "fraction": k / D, "acc": m,
-                         "ci95": ci, "n_episodes": n_episodes})
-    return pd.DataFrame(rows)
+            for k, r in acc:
+                if k == D and r == "random":
+                    continue
+                cols = order[r][:, :k]
+                acc[(k, r)].append(episode_accuracy(_take_columns(S, cols),
+                                                    _take_columns(Q, cols), n_way,
+                                                    classifier).cpu().numpy())
+        full = np.concatenate(acc[(D, "oracle")])
+        for f, k in width.items():
+            for r in RANKINGS:
+                a = full if k == D else np.concatenate(acc[(k, r)])
+                m, ci = mean_ci(a, ci_ddof)
+                d, d_ci = mean_ci(a - full, ci_ddof)
+                rows.append({**_provenance(pool), "classifier": classifier, "n_way": n_way,
+                             "shots": K, "ranking": r, "fraction_requested": f, "k": k,
+                             "fraction": k / D, "acc": m, "ci95": ci, "diff_full": d,
+                             "diff_full_ci95": d_ci, "n_episodes": n_episodes})
+    return _frame(rows, pool)
+
+
+@cached_table("fewshot", code=(*probe.CODE, fewshot_stats))
+@one_thread
+def precursor_two_way(pool: Pool, shots=(1, 5), *, n_query: int = 15, n_episodes: int = 2000,
+                      seed: int = 0, episode_batch: int = 500,
+                      device: str | None = None) -> pd.DataFrame:
+    """The precursor's oracle experiment exactly (Channel_Importance_FSL, LR.py / test.py):
+    2-way episodes; per channel ``w = 2|mu1-mu2|/(sigma1+sigma2)`` from the two classes'
+    statistics over all the pool's images (L2-normalised features, unbiased std),
+    L2-normalised; features multiplied by ``w / all_mean`` (all_mean: count-weighted mean |x|
+    of the two classes), then L2-normalised; ``LogisticRegression(C=1)`` on the support
+    (the batched solver of :func:`episode_accuracy`, same objective and tolerance); 95% CI
+    ``1.96 np.std / sqrt(n)`` (ddof 0) as in test.py.
+
+    One row per (shots, method) with method 'none' (plain features, the precursor's "None")
+    or 'oracle' (the re-weighting), acc, ci95, and the paired gain of 'oracle' over 'none'.
+    """
+    from .device import default_device
+    torch = _torch()
+    device = device or default_device()
+    X, y, (mu, sd, absmean) = _pool_tensors(pool, device)
+    count = torch.bincount(y, minlength=pool.n_classes).to(X.dtype)
+    rows = []
+    for K in shots:
+        try:
+            ep = sample_episodes(pool.y, 2, K, n_query, n_episodes, seed=seed + 200 + K)
+        except ValueError:
+            continue
+        none, oracle = [], []
+        for part in _chunks(n_episodes, episode_batch):
+            sub = Episodes(ep.classes[part], ep.support[part], ep.query[part])
+            S, Q = gather_episodes(X, sub, device)
+            c1, c2 = (torch.as_tensor(sub.classes[:, i], device=device) for i in (0, 1))
+            w = two_way_importance(mu[c1], mu[c2], sd[c1], sd[c2])
+            n1, n2 = count[c1][:, None], count[c2][:, None]
+            scale = soft_mask(w, (n1 * absmean[c1] + n2 * absmean[c2]) / (n1 + n2))[:, None]
+            none.append(episode_accuracy(S, Q, 2).cpu().numpy())
+            oracle.append(episode_accuracy(S * scale, Q * scale, 2).cpu().numpy())
+        none, oracle = np.concatenate(none), np.concatenate(oracle)
+        for method, a in (("none", none), ("oracle", oracle)):
+            m, ci = mean_ci(a, ddof=0)
+            g, g_ci = mean_ci(a - none, ddof=0)
+            rows.append({**_provenance(pool), "n_way": 2, "shots": K, "method": method,
+                         "acc": m, "ci95": ci, "gain": g, "gain_ci95": g_ci,
+                         "n_episodes": n_episodes})
+    return _frame(rows, pool)
 
 
 # --------------------------------------------------------------------------- experiment 2
-@cached_table("fewshot", code=probe.CODE)
+@cached_table("fewshot", code=(*probe.CODE, fewshot_stats))
+@one_thread
 def confounders(pool: Pool, *, n_way: int = 5, k_shot: int = 1, n_query: int = 15,
-                n_episodes: int = 600, seed: int = 0, episode_batch: int = 50,
-                device: str | None = None) -> pd.DataFrame:
+                n_episodes: int = 600, seed: int = 0, fdr: float = 0.05,
+                episode_batch: int = 50, device: str | None = None) -> pd.DataFrame:
     """Per dimension d of the L2-normalised features: within-class variance, distance between
     class centroids, and the change of nearest-centroid K-shot accuracy when d is dropped.
 
     Dropping d removes its term from every squared query-centroid distance, so all D drops
-    are evaluated at once per episode batch: tensor (E, T, N, D).
-    Returns one row per dimension (dim, within_var, centroid_dist, delta_acc, effect).
+    are evaluated at once per episode batch: tensor (E, T, N, D).  Significance: an exact
+    two-sided sign test over *episodes* (independent units: does dropping d raise or lower an
+    episode's accuracy?), then Benjamini–Hochberg over the D dimensions (q_value).
+    Returns one row per dimension (dim, within_var, centroid_dist, delta_acc, p_value,
+    q_value, episodes_up, episodes_down, effect: 'dropping helps' / 'dropping hurts' where
+    q_value <= ``fdr``, else 'no clear effect').
     """
     from .device import default_device
     torch = _torch()
@@ -355,8 +482,9 @@ def confounders(pool: Pool, *, n_way: int = 5, k_shot: int = 1, n_query: int = 1
     ep = sample_episodes(pool.y, n_way, k_shot, n_query, n_episodes, seed=seed)
     D = X.shape[1]
     gain = torch.zeros(D, device=device, dtype=torch.float64)
-    flips = torch.zeros(D, device=device, dtype=torch.float64)
-    n_total = 0
+    up = torch.zeros(D, device=device, dtype=torch.int64)
+    down = torch.zeros(D, device=device, dtype=torch.int64)
+    y_q = torch.arange(n_way, device=device).repeat_interleave(n_query)
     for part in _chunks(n_episodes, episode_batch):
         sub = Episodes(ep.classes[part], ep.support[part], ep.query[part])
         S, Q = gather_episodes(X, sub, device)
@@ -364,42 +492,93 @@ def confounders(pool: Pool, *, n_way: int = 5, k_shot: int = 1, n_query: int = 1
         centroids = S.view(E, n_way, k_shot, D).mean(2)                   # (E, N, D)
         terms = (Q[:, :, None, :] - centroids[:, None, :, :]) ** 2        # (E, T, N, D)
         dist = terms.sum(-1)                                              # (E, T, N)
-        y_q = torch.arange(n_way, device=device).repeat_interleave(n_query)
         full = (dist.argmin(-1) == y_q).float()                           # (E, T)
         dropped = (dist[..., None] - terms).argmin(2) == y_q[None, :, None]   # (E, T, D)
-        change = dropped.float() - full[..., None]
-        gain += change.sum((0, 1)).double()
-        flips += change.abs().sum((0, 1)).double()
-        n_total += full.numel()
-    delta = (gain / n_total).cpu().numpy()
-    within_var = (sd ** 2).mean(0).cpu().numpy()
-    centroid_dist = (mu.std(0, unbiased=False) * 2).cpu().numpy()
-    # paired sign-test scale: net flips beyond 1.96 sqrt(#flips) are not chance
-    margin = (1.96 * flips.sqrt() / n_total).cpu().numpy()
-    effect = np.where(delta > margin, "dropping helps",
-                      np.where(delta < -margin, "dropping hurts", "no clear effect"))
-    return pd.DataFrame({**_provenance(pool), "dim": np.arange(D), "within_var": within_var,
-                         "centroid_dist": centroid_dist, "delta_acc": delta, "effect": effect,
-                         "shots": k_shot, "n_episodes": n_episodes})
+        net = (dropped.float() - full[..., None]).sum(1)                  # (E, D)
+        gain += net.sum(0).double()
+        up += (net > 0).sum(0)
+        down += (net < 0).sum(0)
+    delta = (gain / (n_episodes * n_way * n_query)).cpu().numpy()
+    p = sign_test_pvalues(up.cpu().numpy(), down.cpu().numpy())
+    q = benjamini_hochberg(p)
+    effect = np.where(q > fdr, "no clear effect",
+                      np.where(delta > 0, "dropping helps", "dropping hurts"))
+    return pd.DataFrame({**_provenance(pool), "dim": np.arange(D),
+                         "within_var": (sd ** 2).mean(0).cpu().numpy(),
+                         "centroid_dist": (mu.std(0, unbiased=False) * 2).cpu().numpy(),
+                         "delta_acc": delta, "episodes_up": up.cpu().numpy(),
+                         "episodes_down": down.cpu().numpy(), "p_value": p,
+                         "q_value": q, "effect": effect, "shots": k_shot,
+                         "n_episodes": n_episodes})
+
+
+@cached_table("fewshot", code=(*probe.CODE, fewshot_stats))
+@one_thread
+def confounder_simulation(shots=(1, 2, 5, 10, 20, 50), *, n_way: int = 5,
+                          n_informative: int = 20, n_confounding: int = 200,
+                          informative_spread: float = 0.6, confounding_spread: float = 0.3,
+                          confounding_sd: float = 1.5, n_query: int = 15,
+                          n_episodes: int = 2000, seed: int = 0, episode_batch: int = 250,
+                          device: str | None = None) -> pd.DataFrame:
+    """A simulation of the paper's theory on a Gaussian model — synthetic data, not a result
+    on real features.  Every episode draws N class centroids: ``n_informative`` dimensions
+    with centroids ~ N(0, informative_spread^2) and within-class std 1, and ``n_confounding``
+    with small centroid spread (``confounding_spread``) and large within-class std
+    (``confounding_sd``).  Nearest-centroid accuracy (Euclidean, K support / Q query points
+    per class) with all dimensions vs the informative ones only, on the same episodes.
+    One row per K: acc_all, acc_informative (with ci95), gain of dropping the confounders
+    (paired, with CI)."""
+    torch = _torch()
+    g = torch.Generator().manual_seed(seed)
+    D = n_informative + n_confounding
+    spread = torch.cat([torch.full((n_informative,), informative_spread),
+                        torch.full((n_confounding,), confounding_spread)])
+    sd = torch.cat([torch.ones(n_informative), torch.full((n_confounding,), confounding_sd)])
+    keep = torch.arange(n_informative)
+    rows = []
+    for K in shots:
+        full, informative = [], []
+        for part in _chunks(n_episodes, episode_batch):
+            E = part.stop - part.start
+            mu = spread * torch.randn(E, n_way, 1, D, generator=g)
+            S = (mu + sd * torch.randn(E, n_way, K, D, generator=g)).reshape(E, -1, D)
+            Q = (mu + sd * torch.randn(E, n_way, n_query, D, generator=g)).reshape(E, -1, D)
+            full.append(episode_accuracy(S, Q, n_way, "nc", normalize=False).numpy())
+            informative.append(episode_accuracy(S[..., keep], Q[..., keep], n_way, "nc",
+                                                normalize=False).numpy())
+        full, informative = np.concatenate(full), np.concatenate(informative)
+        (a, a_ci), (b, b_ci) = mean_ci(full), mean_ci(informative)
+        gain, gain_ci = mean_ci(informative - full)
+        rows.append({"shots": K, "acc_all": a, "ci_all": a_ci, "acc_informative": b,
+                     "ci_informative": b_ci, "gain": gain, "gain_ci95": gain_ci,
+                     "n_informative": n_informative, "n_confounding": n_confounding,
+                     "n_episodes": n_episodes, "data": "simulated (Gaussian model)"})
+    return pd.DataFrame(rows)
 
 
 # --------------------------------------------------------------------------- experiment 3
 METHODS = ("no mask", "augmented support, no mask", "hard top-k (support)",
            "soft mask (support)", "soft mask (oracle)")
+REFERENCES = ("augmented support, no mask", "soft mask (oracle)")
 
 
-@cached_table("fewshot", code=probe.CODE)
+@cached_table("fewshot", code=(*probe.CODE, fewshot_stats))
+@one_thread
 def soft_mask_comparison(pool: Pool, shots=(1, 5), *, n_way: int = 5, n_query: int = 15,
-                         n_episodes: int = 600, seed: int = 0, topk_fraction: float = 0.05,
-                         shrink: float = 0.5, classifiers=CLASSIFIERS, episode_batch: int = 300,
+                         n_episodes: int = 600, seed: int = 0, shrinks=(0.5,),
+                         topk_fractions=(0.05,), references: bool = True,
+                         classifiers=CLASSIFIERS, episode_batch: int = 300,
                          device: str | None = None) -> pd.DataFrame:
     """No mask vs masks estimated from the support set alone (its K images x V augmented views
-    plus originals): hard top-k and soft mask; plus two references — training on the augmented
-    views without a mask, and the soft mask from oracle (whole-pool) statistics.
+    plus originals): hard top-k and soft mask, for every value of ``shrinks`` (and, for the
+    hard mask, of ``topk_fractions``); with ``references``, also training on the augmented
+    views without a mask, and the soft mask from oracle statistics (all the pool's images).
 
     All methods see the same episodes, so gains are paired: ``gain`` and ``gain_ci95`` are the
     mean and 95% CI of the per-episode difference to 'no mask'.  ``shrink`` regularises the
     support estimates (see :func:`importance`, :func:`soft_mask`); oracle ones use none.
+    Rows carry ``shrink`` / ``topk_fraction`` (empty where a method does not use them).
+    Run it on a selection part to choose the settings, on a report part to measure them.
     """
     from .device import default_device
     torch = _torch()
@@ -408,9 +587,12 @@ def soft_mask_comparison(pool: Pool, shots=(1, 5), *, n_way: int = 5, n_query: i
     device = device or default_device()
     n_way = min(n_way, pool.n_classes)
     X, _, (mu, sd, absmean) = _pool_tensors(pool, device)
-    V_all = torch.as_tensor(pool.views, device=device)                     # (P, V, D)
+    V_all = _normalize(torch.as_tensor(pool.views, device=device))         # (P, V, D)
     P, V, D = V_all.shape
-    k_top = max(1, int(round(topk_fraction * D)))
+    settings = [("no mask", None, None)] + \
+        [("soft mask (support)", s, None) for s in shrinks] + \
+        [("hard top-k (support)", s, f) for s in shrinks for f in topk_fractions] + \
+        ([(m, None, None) for m in REFERENCES] if references else [])
     rows = []
     for K in shots:
         try:
@@ -418,7 +600,7 @@ def soft_mask_comparison(pool: Pool, shots=(1, 5), *, n_way: int = 5, n_query: i
                                  support_from=pool.has_views)
         except ValueError:
             continue
-        accs = {(c, m): [] for c in classifiers for m in METHODS}
+        accs = {(c, st): [] for c in classifiers for st in settings}
         for part in _chunks(n_episodes, episode_batch):
             sub = Episodes(ep.classes[part], ep.support[part], ep.query[part])
             S, Q = gather_episodes(X, sub, device)
@@ -427,163 +609,37 @@ def soft_mask_comparison(pool: Pool, shots=(1, 5), *, n_way: int = 5, n_query: i
             aug = torch.cat([X[s_idx][:, :, :, None], V_all[s_idx]], 3)    # (E, N, K, V+1, D)
             aug = aug.reshape(E, n_way, K * (V + 1), D)
             s_mu, s_sd = aug.mean(2), aug.std(2, unbiased=False)
-            s_imp = importance(s_mu, s_sd, shrink)
-            support_scale = soft_mask(s_imp, aug.abs().mean((1, 2)), shrink)
+            s_abs = aug.abs().mean((1, 2))
             cls = torch.as_tensor(sub.classes, device=device)
-            oracle_scale = soft_mask(importance(mu[cls], sd[cls]), absmean[cls].mean(1))
-            top = s_imp.argsort(-1, descending=True)[:, :k_top]
-            inputs = {
-                "no mask": (S, Q),
-                "augmented support, no mask": (aug.reshape(E, -1, D), Q),
-                "hard top-k (support)": (_take_columns(S, top), _take_columns(Q, top)),
-                "soft mask (support)": (S * support_scale[:, None], Q * support_scale[:, None]),
-                "soft mask (oracle)": (S * oracle_scale[:, None], Q * oracle_scale[:, None]),
-            }
-            for c in classifiers:
-                for m, (s, q) in inputs.items():
-                    accs[(c, m)].append(episode_accuracy(s, q, n_way, c).cpu().numpy())
+            for st in settings:
+                method, s, f = st
+                if method == "no mask":
+                    inp = (S, Q)
+                elif method == "augmented support, no mask":
+                    inp = (aug.reshape(E, -1, D), Q)
+                elif method == "soft mask (oracle)":
+                    m = soft_mask(importance(mu[cls], sd[cls]), absmean[cls].mean(1))[:, None]
+                    inp = (S * m, Q * m)
+                else:
+                    imp = importance(s_mu, s_sd, s)
+                    if method == "soft mask (support)":
+                        m = soft_mask(imp, s_abs, s)[:, None]
+                        inp = (S * m, Q * m)
+                    else:
+                        top = imp.argsort(-1, descending=True)[:, :_widths([f], D)[f]]
+                        inp = (_take_columns(S, top), _take_columns(Q, top))
+                for c in classifiers:
+                    accs[(c, st)].append(episode_accuracy(*inp, n_way, c).cpu().numpy())
         for c in classifiers:
-            base = np.concatenate(accs[(c, "no mask")])
-            for m in METHODS:
-                a = np.concatenate(accs[(c, m)])
+            base = np.concatenate(accs[(c, settings[0])])
+            for st in settings:
+                a = np.concatenate(accs[(c, st)])
                 acc, ci = mean_ci(a)
                 gain, gain_ci = mean_ci(a - base)
-                rows.append({**_provenance(pool), "classifier": c, "n_way": n_way, "shots": K,
-                             "method": m, "acc": acc, "ci95": ci, "gain": gain,
-                             "gain_ci95": gain_ci, "views": V, "topk": k_top,
+                rows.append({**_provenance(pool), "part": pool.meta.get("part", "all"),
+                             "classifier": c, "n_way": n_way, "shots": K, "method": st[0],
+                             "shrink": st[1], "topk_fraction": st[2], "acc": acc, "ci95": ci,
+                             "gain": gain, "gain_ci95": gain_ci, "views": V,
+                             "topk": None if st[2] is None else _widths([st[2]], D)[st[2]],
                              "n_episodes": n_episodes})
-    return pd.DataFrame(rows)
-
-
-# --------------------------------------------------------------------------- summaries
-def one_shot_summary(curves: pd.DataFrame, small_fraction_max: float = 0.05) -> pd.DataFrame:
-    """Per backbone/dataset at the smallest shot count: accuracy with all dimensions vs the best
-    oracle-ranked fraction <= ``small_fraction_max`` (and which fraction it was)."""
-    rows = []
-    for (model, dataset), g in curves[curves.ranking == "oracle"].groupby(["model", "dataset"]):
-        g = g[g.shots == g.shots.min()]
-        full = g[g.fraction == g.fraction.max()].iloc[0]
-        small = g[g.fraction <= small_fraction_max]
-        best = small.loc[small.acc.idxmax()]
-        rows.append({"model": model, "dataset": dataset, "n_way": int(full.n_way),
-                     "shots": int(full.shots), "acc_full": full.acc, "ci_full": full.ci95,
-                     "best_fraction": best.fraction, "acc_best_small": best.acc,
-                     "ci_best_small": best.ci95, "difference": best.acc - full.acc})
-    return pd.DataFrame(rows)
-
-
-def closing_summary(curves: pd.DataFrame, masks: pd.DataFrame) -> pd.DataFrame:
-    """Per backbone/dataset: 1-shot accuracy with all dimensions vs the best small oracle
-    fraction, and the soft mask's (support-estimated) paired gain with its 95% CI, in points."""
-    summary = one_shot_summary(curves)
-    sm = masks[(masks.method == "soft mask (support)") & (masks.shots == masks.shots.min())]
-    gains = sm.pivot_table(index=["model", "dataset"], columns="classifier",
-                           values=["gain", "gain_ci95"]).reset_index()
-    gains.columns = ["model", "dataset"] + [f"{a}_{c}" for a, c in gains.columns[2:]]
-    out = summary.merge(gains, on=["model", "dataset"], how="left")
-    table = pd.DataFrame({
-        "backbone": out.model, "dataset": out.dataset,
-        "way-shot": out.n_way.astype(str) + "-way " + out.shots.astype(str) + "-shot",
-        "all dims": [f"{100 * a:.1f} ± {100 * c:.1f}" for a, c in zip(out.acc_full, out.ci_full)],
-        "best small fraction": [f"{100 * a:.1f} ± {100 * c:.1f} at {100 * f:.1f}%" for a, c, f in
-                                zip(out.acc_best_small, out.ci_best_small, out.best_fraction)]})
-    for c in ("lr", "nc"):
-        if f"gain_{c}" in out:
-            table[f"soft-mask gain {c.upper()}"] = [
-                f"{100 * g:+.2f} ± {100 * ci:.2f}" for g, ci in zip(out[f"gain_{c}"],
-                                                                  out[f"gain_ci95_{c}"])]
-    return table
-
-
-def paper_vs_run(curves: pd.DataFrame, masks: pd.DataFrame) -> pd.DataFrame:
-    """The paper's qualitative claims (literature constants) beside what this run measured."""
-    summary = one_shot_summary(curves)
-    n_recover = int((summary.difference >= -summary.ci_full).sum())
-    oracle = curves[curves.ranking == "oracle"]
-    keys = ["model", "dataset", "shots"]
-    full = oracle[oracle.fraction == oracle.fraction.max()].set_index(keys).acc
-    fade = (oracle.groupby(keys).acc.max() - full).groupby("shots").mean()
-    sm = masks[(masks.method == "soft mask (support)") & (masks.classifier == "lr")]
-    sm1 = sm[sm.shots == sm.shots.min()]
-    return pd.DataFrame([
-        {"claim (paper)": "5-way 1-shot: ~1% most important dims recover or beat the full "
-                          "representation (oracle importance)",
-         "this run": f"{n_recover}/{len(summary)} backbone/dataset pairs: best fraction <= 5% "
-                     f"within CI of or above full (mean difference "
-                     f"{100 * summary.difference.mean():+.1f} points)"},
-        {"claim (paper)": "redundancy fades as shots grow",
-         "this run": "best sub-set gain over full, averaged over pairs: " + ", ".join(
-             f"K={int(k)}: {100 * v:+.1f}" for k, v in fade.items()) + " points"},
-        {"claim (paper)": "soft mask from (augmented) support images improves few-shot LR",
-         "this run": f"1-shot LR gain {100 * sm1.gain.mean():+.2f} points on average; "
-                     f"{int((sm1.gain - sm1.gain_ci95 > 0).sum())}/{len(sm1)} pairs "
-                     f"significantly positive, {int((sm1.gain + sm1.gain_ci95 < 0).sum())} "
-                     f"significantly negative"},
-    ])
-
-
-# --------------------------------------------------------------------------- charts
-def fraction_chart(curves: pd.DataFrame):
-    """Accuracy vs fraction of dimensions kept (log x), one colour per K, oracle solid and
-    random dashed, faceted by dataset (rows) and backbone (columns)."""
-    import altair as alt
-    data = curves.assign(acc_pct=100 * curves.acc, lo=100 * (curves.acc - curves.ci95),
-                         hi=100 * (curves.acc + curves.ci95), K=curves.shots.astype(str))
-    base = alt.Chart(data).encode(
-        x=alt.X("fraction:Q", scale=alt.Scale(type="log"), title="fraction of dimensions kept"),
-        color=alt.Color("K:N", title="shots K", sort=sorted(data.K.unique(), key=int)),
-        strokeDash=alt.StrokeDash("ranking:N", title="ranking"))
-    lines = base.mark_line(point=True).encode(
-        y=alt.Y("acc_pct:Q", title="accuracy (%)", scale=alt.Scale(zero=False)),
-        tooltip=["model", "dataset", "shots", "ranking", "k",
-                 alt.Tooltip("acc_pct:Q", format=".1f"), alt.Tooltip("ci95:Q", format=".3f")])
-    band = base.mark_errorband().encode(y=alt.Y("lo:Q", title="accuracy (%)"), y2="hi:Q")
-    return (band + lines).properties(width=200, height=140).facet(
-        row=alt.Row("dataset:N", title=None), column=alt.Column("model:N", title=None)
-    ).resolve_scale(y="independent")
-
-
-def confounder_chart(conf: pd.DataFrame):
-    """Within-class variance vs centroid distance per dimension, coloured by the effect of
-    dropping it on nearest-centroid accuracy."""
-    import altair as alt
-    title = (f"{conf.model.iloc[0]} on {conf.dataset.iloc[0]}, {int(conf.shots.iloc[0])}-shot")
-    return alt.Chart(conf).mark_circle(size=14, opacity=0.6).encode(
-        x=alt.X("within_var:Q", scale=alt.Scale(type="log"), title="within-class variance"),
-        y=alt.Y("centroid_dist:Q", scale=alt.Scale(type="log"),
-                title="spread of class centroids (2 std)"),
-        color=alt.Color("effect:N", scale=alt.Scale(
-            domain=["dropping helps", "no clear effect", "dropping hurts"],
-            range=["#d62728", "#bbbbbb", "#1f77b4"])),
-        tooltip=["dim", alt.Tooltip("delta_acc:Q", format=".5f"), "within_var", "centroid_dist"],
-    ).properties(width=420, height=300, title=title)
-
-
-def gain_chart(masks: pd.DataFrame):
-    """Paired gain over 'no mask' (points, 95% CI) per method, faceted by classifier and K."""
-    import altair as alt
-    data = masks[masks.method != "no mask"].assign(
-        pair=lambda d: d.model + " / " + d.dataset, gain_pts=lambda d: 100 * d.gain,
-        lo=lambda d: 100 * (d.gain - d.gain_ci95), hi=lambda d: 100 * (d.gain + d.gain_ci95))
-    base = alt.Chart(data).encode(y=alt.Y("pair:N", title=None),
-                                  color=alt.Color("method:N", sort=list(METHODS[1:]),
-                                                  legend=alt.Legend(orient="bottom", columns=2)),
-                                  yOffset=alt.YOffset("method:N", sort=list(METHODS[1:])))
-    bars = base.mark_point(filled=True).encode(
-        x=alt.X("gain_pts:Q", title="gain over no mask (accuracy points)"),
-        tooltip=["model", "dataset", "method", "shots", alt.Tooltip("gain_pts:Q", format=".2f")])
-    err = base.mark_rule().encode(x="lo:Q", x2="hi:Q")
-    zero = alt.Chart(pd.DataFrame({"x": [0]})).mark_rule(color="black").encode(x="x:Q")
-    return (err + bars + zero).properties(width=200, height=alt.Step(7)).facet(
-        column=alt.Column("classifier:N"), row=alt.Row("shots:N", title="shots K"))
-
-
-def mask_table(masks: pd.DataFrame) -> pd.DataFrame:
-    """Wide table: 'acc ± ci (gain ± ci)' in points, one row per backbone/dataset/classifier/K."""
-    cell = masks.apply(lambda r: f"{100 * r.acc:.1f} ± {100 * r.ci95:.1f}" + (
-        "" if r.method == "no mask" else f" ({100 * r.gain:+.1f} ± {100 * r.gain_ci95:.1f})"),
-        axis=1)
-    wide = masks.assign(cell=cell).pivot_table(
-        index=["model", "dataset", "classifier", "shots"], columns="method", values="cell",
-        aggfunc="first")
-    return wide[[m for m in METHODS if m in wide.columns]]
+    return _frame(rows, pool)

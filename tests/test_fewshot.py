@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from sklearn.linear_model import LogisticRegression
 
-from diffred import fewshot
+from diffred import fewshot, fewshot_report, fewshot_stats
 from diffred.fewshot import (episode_accuracy, gather_episodes, importance,
                              reduce_to_span, sample_episodes, two_way_importance)
+from diffred.fewshot_stats import benjamini_hochberg, select_mask_settings
 from diffred.probe import fit_logreg
 
 
@@ -63,12 +65,30 @@ def test_importance_matches_formula_by_hand():
     assert torch.allclose(importance(mu, sd), raw / raw.norm(), atol=1e-6)
 
 
+def test_two_way_importance_is_the_precursors_formula():
+    """Channel_Importance_FSL LR.py, literally: 2/((std_1+eps)/(d+eps)+(std_2+eps)/(d+eps)),
+    then F.normalize — on a hand example, with a zero-gap and a zero-spread channel."""
+    mu1, mu2 = torch.tensor([0.3, 0.1, 0.5, 0.2]), torch.tensor([0.1, 0.1, 0.0, 0.6])
+    s1, s2 = torch.tensor([0.1, 0.2, 0.05, 0.0]), torch.tensor([0.3, 0.2, 0.15, 0.4])
+    d, e = (mu1 - mu2).abs(), 1e-12
+    precursor = 2 / ((s1 + e) / (d + e) + (s2 + e) / (d + e))
+    precursor = torch.nn.functional.normalize(precursor, p=2, dim=0, eps=e)
+    by_hand = torch.tensor([2 * 0.2 / 0.4, 0.0, 2 * 0.5 / 0.2, 2 * 0.4 / 0.4])
+    assert torch.allclose(precursor, by_hand / by_hand.norm(), atol=1e-6)
+    assert torch.allclose(two_way_importance(mu1, mu2, s1, s2), precursor, atol=1e-6)
+    # the book's N-way formula at N = 2 is the same number
+    assert torch.allclose(importance(torch.stack([mu1, mu2]), torch.stack([s1, s2])),
+                          precursor, atol=1e-6)
+
+
 def test_class_statistics():
     X = torch.tensor([[1.0, -2.0], [3.0, 2.0], [5.0, 0.0]])
     mu, sd, absmean = fewshot.class_statistics(X, torch.tensor([0, 0, 1]), 2)
     assert torch.allclose(mu, torch.tensor([[2.0, 0.0], [5.0, 0.0]]))
     assert torch.allclose(sd, torch.tensor([[1.0, 2.0], [0.0, 0.0]]))
     assert torch.allclose(absmean, torch.tensor([[2.0, 2.0], [5.0, 0.0]]))
+    _, sd1, _ = fewshot.class_statistics(X, torch.tensor([0, 0, 1]), 2, ddof=1)
+    assert torch.allclose(sd1[0], torch.tensor([2.0, 8.0]).sqrt())    # torch.std, unbiased
 
 
 # --------------------------------------------------------------------------- classifiers
@@ -136,3 +156,144 @@ def test_soft_mask_comparison_is_paired(tiny_pool):
     assert {"model", "weights", "dataset", "subset", "seed"} <= set(masks.columns)
 
 
+
+
+def test_soft_mask_grid_rows_and_references(tiny_pool):
+    masks = fewshot.soft_mask_comparison(tiny_pool, shots=(1,), n_query=4, n_episodes=12,
+                                         shrinks=(0.0, 1.0), topk_fractions=(0.01, 0.2),
+                                         references=False, classifiers=("nc",))
+    soft = masks[masks.method == "soft mask (support)"]
+    hard = masks[masks.method == "hard top-k (support)"]
+    assert sorted(soft.shrink) == [0.0, 1.0] and len(hard) == 4
+    assert set(masks.method) == {"no mask", "soft mask (support)", "hard top-k (support)"}
+    assert sorted(hard.topk.unique()) == [13, 256]
+
+
+# --------------------------------------------------------------------------- statistics
+def test_benjamini_hochberg_matches_scipy():
+    from scipy.stats import false_discovery_control
+    rng = np.random.default_rng(0)
+    for p in (rng.uniform(size=1280), np.r_[rng.uniform(0, 1e-4, 30), rng.uniform(size=300)],
+              np.array([0.01, 0.01, 0.04, 0.04, 1.0]), np.array([0.5])):
+        np.testing.assert_allclose(benjamini_hochberg(p), false_discovery_control(p),
+                                   rtol=1e-12, atol=1e-15)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        benjamini_hochberg(np.array([0.2, 1.5]))
+
+
+def test_sign_test_pvalues_match_scipy_binomtest():
+    from scipy.stats import binomtest
+    up, down = np.array([0, 3, 10, 7, 0]), np.array([0, 3, 1, 0, 9])
+    p = fewshot_stats.sign_test_pvalues(up, down)
+    expected = [1.0] + [binomtest(u, u + d).pvalue for u, d in zip(up[1:], down[1:])]
+    np.testing.assert_allclose(p, expected, rtol=1e-10)
+
+
+def test_confounders_are_corrected_for_multiplicity(tiny_pool):
+    conf = fewshot.confounders(tiny_pool, n_way=5, k_shot=1, n_query=5, n_episodes=30, seed=2)
+    np.testing.assert_allclose(conf.q_value, benjamini_hochberg(conf.p_value))
+    assert ((conf.effect != "no clear effect") == (conf.q_value <= 0.05)).all()
+    counts = fewshot_stats.confounder_counts(conf)
+    assert counts["expected_by_chance"] == pytest.approx(0.05 * 1280)
+    assert counts["discoveries"] == counts["helps"] + counts["hurts"] <= counts["uncorrected"]
+
+
+def test_gaussian_simulation_shows_the_theory():
+    """Synthetic (the paper's model): dropping high-variance, close-centroid dimensions helps
+    nearest centroid a lot at 1 shot, much less at 50."""
+    sim = fewshot.confounder_simulation.uncached((1, 50), n_episodes=300)
+    one, many = sim.iloc[0], sim.iloc[1]
+    assert one.gain - one.gain_ci95 > 0.05
+    assert many.gain + many.gain_ci95 < one.gain - one.gain_ci95
+    assert (sim.data == "simulated (Gaussian model)").all()
+
+
+def test_one_percent_verdict_rule():
+    rows = []
+    for shots, diff in ((1, 0.05), (5, -0.001), (10, -0.05)):
+        for f, acc, d in ((0.01, 0.5 + diff, diff), (1.0, 0.5, 0.0)):
+            rows.append({"model": "m", "dataset": "d", "n_way": 5, "shots": shots,
+                         "ranking": "oracle", "fraction_requested": f, "k": 13 if f < 1 else
+                         1280, "acc": acc, "ci95": 0.01, "diff_full": d,
+                         "diff_full_ci95": 0.01, "n_episodes": 600})
+    v = fewshot_stats.one_percent_verdict(pd.DataFrame(rows))
+    assert list(v.verdict) == ["above full", "recovers (within CI)", "below full"]
+    with pytest.raises(ValueError, match="no fraction 0.02"):
+        fewshot_stats.one_percent_verdict(pd.DataFrame(rows), 0.02)
+
+
+# --------------------------------------------------------------------------- held-out selection
+def test_split_is_stratified_disjoint_and_seeded(tiny_pool):
+    sel, rep = fewshot.split_indices(tiny_pool.y, tiny_pool.has_views, 0.5, seed=0)
+    assert not set(sel) & set(rep) and len(sel) + len(rep) == len(tiny_pool.y)
+    for c in range(tiny_pool.n_classes):
+        for views in (True, False):
+            n = ((tiny_pool.y == c) & (tiny_pool.has_views == views)).sum()
+            in_sel = ((tiny_pool.y[sel] == c) & (tiny_pool.has_views[sel] == views)).sum()
+            assert in_sel == round(0.5 * n)
+    again, _ = fewshot.split_indices(tiny_pool.y, tiny_pool.has_views, 0.5, seed=0)
+    other, _ = fewshot.split_indices(tiny_pool.y, tiny_pool.has_views, 0.5, seed=1)
+    assert np.array_equal(sel, again) and not np.array_equal(sel, other)
+    a, b = fewshot.split_pool(tiny_pool, 0.5, 0)
+    assert (a.meta["part"], b.meta["part"]) == ("selection", "report")
+    np.testing.assert_array_equal(b.X, tiny_pool.X[rep])
+
+
+def _selection(pool, sel_idx):
+    """The chapter's selection path on one pool: selection part -> grid -> rule."""
+    grid_s, grid_k = (0.0, 0.3, 1.0), (0.01, 0.2)
+    table = fewshot.soft_mask_comparison.uncached(
+        pool.take(sel_idx, "selection"), shots=(1,), n_query=2, n_episodes=40, seed=0,
+        shrinks=grid_s, topk_fractions=grid_k, references=False)
+    return table, select_mask_settings(table, grid_s, grid_k)
+
+
+def _poisoned(pool, idx, seed):
+    """Labels of ``idx`` shifted to another class, their features and views scrambled."""
+    rng = np.random.default_rng(seed)
+    X, y, V = pool.X.copy(), pool.y.copy(), pool.views.copy()
+    y[idx] = (y[idx] + 1) % pool.n_classes
+    X[idx] = rng.permutation(X[idx].ravel()).reshape(X[idx].shape)
+    V[idx] = rng.permutation(V[idx].ravel()).reshape(V[idx].shape)
+    return fewshot.Pool(X, y, pool.classes, V, pool.has_views.copy(), dict(pool.meta))
+
+
+def test_poisoned_report_part_does_not_change_the_selection(tiny_pool):
+    sel, rep = fewshot.split_indices(tiny_pool.y, tiny_pool.has_views, 0.5, seed=0)
+    table, (choice, rule) = _selection(tiny_pool, sel)
+    table_p, (choice_p, rule_p) = _selection(_poisoned(tiny_pool, rep, 0), sel)
+    pd.testing.assert_frame_equal(table, table_p)
+    assert choice == choice_p
+    pd.testing.assert_frame_equal(rule, rule_p)
+    # control: the same poison on the selection part does change what the rule sees
+    table_s, _ = _selection(_poisoned(tiny_pool, sel, 0), sel)
+    assert not np.allclose(table.acc, table_s.acc)
+
+
+def test_selection_rule_ties_go_to_the_first_grid_value():
+    rows = []
+    for s, acc in ((0.0, 0.6004), (0.3, 0.6), (1.0, 0.55)):
+        rows.append({"method": "soft mask (support)", "shrink": s, "topk_fraction": np.nan,
+                     "acc": acc})
+        for f, a in ((0.01, 0.4), (0.2, 0.5)):
+            rows.append({"method": "hard top-k (support)", "shrink": s, "topk_fraction": f,
+                         "acc": a})
+    table = pd.DataFrame(rows)
+    choice, rule = select_mask_settings(table, (0.0, 0.3, 1.0), (0.01, 0.2))
+    assert choice == {"shrink": 0.0, "topk_fraction": 0.2}
+    choice, _ = select_mask_settings(table, (0.3, 0.0, 1.0), (0.01, 0.2))
+    assert choice["shrink"] == 0.3                    # tie within 0.1 points: listed first
+    assert rule.chosen.sum() == 2
+
+
+# --------------------------------------------------------------------------- precursor, report
+def test_precursor_two_way_runs_and_reports_paired_gain(tiny_pool):
+    pre = fewshot.precursor_two_way(tiny_pool, shots=(1,), n_query=4, n_episodes=30)
+    assert set(pre.method) == {"none", "oracle"} and (pre.n_way == 2).all()
+    o = pre[pre.method == "oracle"].iloc[0]
+    n = pre[pre.method == "none"].iloc[0]
+    assert o.gain == pytest.approx(o.acc - n.acc)
+    curves = fewshot.fraction_curves(tiny_pool, (1,), (0.01, 1.0), n_way=2, n_query=4,
+                                     n_episodes=30, ci_ddof=0)
+    table = fewshot_report.precursor_table(pre, curves)
+    assert len(table) == 1 and "top 1% vs all" in table.columns
