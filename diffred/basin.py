@@ -238,14 +238,17 @@ def seed_pairs(runs: dict, target: str, max_pairs: int | None = None) -> dict:
     return pairs
 
 
-def basin_analysis(runs: dict, target: str, train_set, test_set, points: int = 21,
+def basin_analysis(runs: dict, target: str, train_images, test_set, points: int = 21,
                    interpolation_pairs: int | None = None, criticality: dict | None = None,
-                   criticality_train=None, device=None) -> dict[str, pd.DataFrame]:
+                   device=None) -> dict[str, pd.DataFrame]:
     """CKA per stage, ℓ2 distances, interpolation (≤ ``interpolation_pairs`` pairs of each
     type) and criticality (of the first seed's P-T and RI-T runs, keyword arguments
-    ``criticality`` for :func:`module_criticality`, measured on ``criticality_train`` or the
-    training set) for one target.  Returns tables 'cka', 'distances', 'interpolation',
-    'criticality' with columns ``pair`` (type) and ``seeds``.
+    ``criticality`` for :func:`module_criticality`) for one target.
+
+    ``train_images``: training images (all of the training set, or a seeded subset of it)
+    on which BN statistics are re-estimated and criticality's train error is measured.
+    Returns tables 'cka', 'distances', 'interpolation', 'criticality' with columns ``pair``
+    (type) and ``seeds``.
     """
     pairs = seed_pairs(runs, target)
     cka = pd.concat([pair_cka({kind: ab}, test_set, device).assign(seeds=seeds)
@@ -261,10 +264,10 @@ def basin_analysis(runs: dict, target: str, train_set, test_set, points: int = 2
                      "l2_distance": l2_distance(ri.state, ri.init, ri.arch)})
     interp = []
     for (kind, s), (a, b) in seed_pairs(runs, target, interpolation_pairs).items():
-        curve = interpolation_curve(a, b, train_set, test_set, points, device)
+        curve = interpolation_curve(a, b, train_images, test_set, points, device)
         interp.append(curve.assign(pair=kind, seeds=s, barrier=barrier(curve)))
     crit = pd.concat([module_criticality(runs[target, init, seeds[0]],
-                                         criticality_train or train_set, device=device,
+                                         train_images, device=device,
                                          **(criticality or {})).assign(init=init)
                       for init in ("P-T", "RI-T")], ignore_index=True)
     return {"cka": cka, "distances": pd.DataFrame(dist).assign(dataset=target),

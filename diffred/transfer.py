@@ -131,6 +131,13 @@ def split_validation(data: ImageSet, fraction: float = 0.2, seed: int = 0
     return part(~val, "fit"), part(val, "validation")
 
 
+def subset(data: ImageSet, n: int, seed: int = 0) -> ImageSet:
+    """A seeded stratified subset of about ``n`` images (all of them when n ≥ len(data))."""
+    if n >= len(data):
+        return data
+    return split_validation(data, n / len(data), seed)[1]
+
+
 # --------------------------------------------------------------------------- experiment verbs
 #: The official pair of rates: P-T ("finetune") 0.02, RI-T ("randinit") 0.1 — README
 #: training jobs and ckpt_interpolation.py of google-research/understanding-transfer-learning
