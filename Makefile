@@ -57,6 +57,7 @@ book-quick: install sysdeps data
 bench: install
 	$(BIN)/python benchmarks/probes.py
 	$(BIN)/python benchmarks/extract.py
+	$(BIN)/python benchmarks/precision.py
 	$(BIN)/python benchmarks/fewshot.py
 	$(BIN)/python benchmarks/correlation_clustering.py
 

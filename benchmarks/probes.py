@@ -1,10 +1,11 @@
 """Batched probes vs scikit-learn one at a time: 75 random-subset probes (15 fractions x 5 seeds).
 
 Features: efficientnet_lite0 penultimate (1280-d) on >= 10k CIFAR-10 training images (cached).
-Prints wall times and speed-up ratios (target >= 30x) of diffred at its default tolerance and at
-scikit-learn's, and each result's test-accuracy distance from scikit-learn and from the converged
-optimum (diffred at tol 1e-6, untimed): at tol 1e-4 scikit-learn itself stops short of the
-optimum of these weakly regularised problems by up to ~1 point.
+Prints wall times and speed-up ratios (target >= 30x) of diffred at its default tolerance in its
+default precision ("auto": mixed bf16/fp32 where the CPU has fast bf16 products) and in fp32, and
+each result's test-accuracy distance from scikit-learn and from the converged optimum (diffred
+fp32 at tol 1e-6, untimed): at tol 1e-4 scikit-learn itself stops short of the optimum of these
+weakly regularised problems by up to ~1 point.
     python benchmarks/probes.py [--n-per-class 1000] [--C 1.0] [--seeds 5]
 """
 from __future__ import annotations
@@ -17,6 +18,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 import diffred
+from diffred.device import default_device
 
 FRACTIONS = [0.0005, 0.001, 0.002, 0.003, 0.004, 0.005, 0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 0.8,
              0.9, 1.0]
@@ -29,24 +31,28 @@ def main():
     ap.add_argument("--C", type=float, default=1.0)
     ap.add_argument("--seeds", type=int, default=5)
     args = ap.parse_args()
+    # fp32 features: the probes are what is measured here (extraction: benchmarks/extract.py)
     tr = diffred.features("efficientnet_lite0", "cifar10", "train", n_per_class=args.n_per_class,
-                          resolution=args.resolution)
+                          resolution=args.resolution, precision="fp32")
     te = diffred.features("efficientnet_lite0", "cifar10", "test", n_per_class=100,
-                          resolution=args.resolution)
+                          resolution=args.resolution, precision="fp32")
     D = tr.X.shape[1]
     columns = [np.sort(np.random.default_rng(s).permutation(D)[:max(1, int(f * D))])
                for f in FRACTIONS for s in range(args.seeds)]
-    print(f"features: train {tr.X.shape}, test {te.X.shape}; {len(columns)} probes, C={args.C}")
+    print(f"features: train {tr.X.shape}, test {te.X.shape}; {len(columns)} probes, C={args.C}, "
+          f"tol {diffred.probe.TOL:g}")
     Xtr, Xte = np.asarray(tr.X), np.asarray(te.X)
 
     diffred.probe_accuracy(Xtr[:500], tr.y[:500], Xte, te.y, columns=columns[:5])  # warm-up
     timed = {}
-    for label, tol in ((f"diffred, tol {diffred.probe.TOL:g} (default)", diffred.probe.TOL),
-                       ("diffred, tol 1e-4 (sklearn's)", 1e-4)):
+    auto = diffred.probe._precision("auto", default_device())
+    for label, precision in ((f"diffred, auto ({auto} if >= {diffred.probe.BF16_MIN_WIDTH} wide)",
+                              "auto"), ("diffred, fp32", "fp32")):
         t0 = time.perf_counter()
-        acc = diffred.probe_accuracy(Xtr, tr.y, Xte, te.y, columns=columns, C=args.C, tol=tol)
+        acc = diffred.probe_accuracy(Xtr, tr.y, Xte, te.y, columns=columns, C=args.C,
+                                     precision=precision)
         timed[label] = (time.perf_counter() - t0, acc.accuracy)
-        print(f"{label:<34}: {timed[label][0]:7.1f} s", flush=True)
+        print(f"{label:<38}: {timed[label][0]:7.1f} s", flush=True)
 
     t0 = time.perf_counter()
     reference = []
@@ -57,15 +63,15 @@ def main():
     t_sklearn = time.perf_counter() - t0
     reference = np.array(reference)
     timed["scikit-learn, tol 1e-4, one each"] = (t_sklearn, reference)
-    print(f"{'scikit-learn, tol 1e-4, one each':<34}: {t_sklearn:7.1f} s")
+    print(f"{'scikit-learn, tol 1e-4, one each':<38}: {t_sklearn:7.1f} s")
 
     optimum = diffred.probe_accuracy(Xtr, tr.y, Xte, te.y, columns=columns, C=args.C,
-                                     tol=1e-6, max_iter=5000).accuracy
+                                     tol=1e-6, max_iter=5000, precision="fp32").accuracy
     print("\nspeed-up vs scikit-learn (target >= 30x); test-accuracy distance (points) from the "
           "converged optimum (diffred at tol 1e-6, untimed) and from scikit-learn")
     for label, (seconds, acc) in timed.items():
         off, gap = 100 * np.abs(acc - optimum), 100 * np.abs(acc - reference)
-        print(f"{label:<34}: {t_sklearn / seconds:5.1f} x   optimum: mean {off.mean():.2f} "
+        print(f"{label:<38}: {t_sklearn / seconds:5.1f} x   optimum: mean {off.mean():.2f} "
               f"max {off.max():.2f}   sklearn: mean {gap.mean():.2f} max {gap.max():.2f}")
 
 

@@ -435,14 +435,18 @@ def cached_tables(kind: str, spec: dict, compute: Callable[[], dict[str, "pd.Dat
     stored (CSV files in an integrity-checked entry, written atomically) and returned.
 
     ``code``: the modules / functions / classes whose source produces the tables, so editing
-    them (not their docstrings or comments) gives a new entry.  The tables come back as CSV
+    them (not their docstrings or comments) gives a new entry; the key also holds the
+    precision setting where it is not plain float32 (:func:`diffred.precision.result_tag`).  The tables come back as CSV
     reads them (index dropped, dtypes as CSV round-trips), identical on a miss and a hit; when
     the cache cannot be written they are returned anyway with one warning line.
     """
     import pandas as pd
+
+    from .precision import result_tag
     version = code_version(*code)
     store = ArrayStore(kind)
-    key = hash_key({"kind": kind, "spec": spec, "code": version})
+    tag = result_tag()          # {} unless results may differ from float32 ones here
+    key = hash_key({"kind": kind, "spec": spec, "code": version, **tag})
     hit = store.load(key)
     if hit is not None:
         return hit[0]
@@ -451,7 +455,7 @@ def cached_tables(kind: str, spec: dict, compute: Callable[[], dict[str, "pd.Dat
             not all(isinstance(t, pd.DataFrame) for t in tables.values()):
         raise TypeError(f"cached_tables({kind!r}): compute must return {{name: DataFrame}}, "
                         f"got {type(tables).__name__}")
-    meta = {"kind": kind, "spec": spec, "code": version,
+    meta = {"kind": kind, "spec": spec, "code": version, **tag,
             "producers": [producer_name(obj) for obj in code]}
     try:
         with store.writer(key, meta) as w:

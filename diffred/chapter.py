@@ -24,13 +24,14 @@ from .errors import DiffredError
 from .params import (Bool, Choice, Float, Int, ListOf, Pair, ParameterError, Rule, Schema,
                      apply_quick, dataset_names, model_names)
 from .paths import PROJECT_DIR
+from .precision import PRECISIONS
 from . import provenance as _prov
 
 CHAPTERS_DIR = PROJECT_DIR / "chapters"
 #: parameters that mean the same thing in every chapter that has them; ``diffred book -p NAME``
 #: hands these to every such chapter (any other name belongs to one chapter, or is qualified:
 #: ``-p 04.resnet_resolution 32``)
-SHARED = ("quick", "device", "seed", "resolution", "fractions", "C", "max_iter")
+SHARED = ("quick", "device", "precision", "seed", "resolution", "fractions", "C", "max_iter")
 
 
 # --------------------------------------------------------------------------- where they are
@@ -85,6 +86,9 @@ def quick_preset(path: Path) -> dict:
 _POS = Float(0, open_low=True)
 _FRACTION = Float(0, 1, open_low=True)
 _DEVICE = Choice(choices=("cpu", "cuda", "mps"), prefixes=("cuda:",), optional=True)
+#: arithmetic of features, probes and training (:mod:`diffred.precision`); the prologue makes
+#: it the setting of every call in the chapter
+_PRECISION = Choice(choices=PRECISIONS)
 
 
 def _tasks():
@@ -139,6 +143,7 @@ SCHEMAS: dict[str, Schema] = {s.chapter: s for s in [
         "layer_models": ListOf(model_names("vision"), min_len=0),
         "intermediate_layers": ListOf(Rule(), min_len=0),
         "dr_deltas": ListOf(_FRACTION), "C": _POS, "max_iter": Int(1), "device": _DEVICE,
+        "precision": _PRECISION,
     }),
     Schema("02_transformer_redundancy", {
         "quick": Bool(), "models": ListOf(model_names("text")),
@@ -150,7 +155,7 @@ SCHEMAS: dict[str, Schema] = {s.chapter: s for s in [
         "thresholds": ListOf(Float(0, 1, open_low=True)), "threshold": Float(0, 1, open_low=True),
         "delta_pairs": ListOf(Pair(item=Float(0, 100))),
         "percentages": ListOf(_FRACTION, optional=True), "C": _POS, "max_iter": Int(1),
-        "random_seeds": Int(1), "seed": Int(0), "device": _DEVICE,
+        "random_seeds": Int(1), "seed": Int(0), "device": _DEVICE, "precision": _PRECISION,
     }),
     Schema("03_fewshot_soft_mask", {
         "quick": Bool(), "backbones": ListOf(model_names("vision")),
@@ -161,10 +166,11 @@ SCHEMAS: dict[str, Schema] = {s.chapter: s for s in [
         "topk_fraction": _FRACTION, "shrink": Float(0), "n_query": Int(1),
         "n_episodes": Int(2), "confounder_backbone": model_names("vision"),
         "confounder_dataset": dataset_names("image"), "seed": Int(0), "device": _DEVICE,
+        "precision": _PRECISION,
     }, (_subset("confounder_backbone", "backbones"), _subset("confounder_dataset", "datasets"),
         _mask_shots)),
     Schema("04_transfer_basin", {
-        "quick": Bool(), "device": _DEVICE, "seeds": ListOf(Int(0), min_len=2),
+        "quick": Bool(), "device": _DEVICE, "precision": _PRECISION, "seeds": ListOf(Int(0), min_len=2),
         "threads": Int(1), "validation_fraction": Float(0, 1, open_low=True, open_high=True),
         "selection_seed": Int(0), "official_lr_arms": ListOf(Choice(["real", "controlled"])),
         "real_targets": ListOf(dataset_names("image")), "real_resolution": Int(32),
@@ -242,6 +248,8 @@ class Chapter:
         self.params = resolve_parameters(self.name, {}, namespace, quick_preset or {})
         self.defaults = chapter_defaults(path)
         namespace.update(self.params)
+        from . import precision
+        precision.use(self.params["precision"])
         _prov.quiet()
         from . import plots
         from .results import ResultSet

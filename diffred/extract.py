@@ -9,10 +9,12 @@ Vision layers: ``"penultimate"`` (pooled pre-logits) or any module name (e.g. ``
 globally average-pooled.  Text layers: ``0`` (embeddings) … ``L`` (last block) or ``"all"``;
 sentence tasks pool ``"cls"`` or ``"mean"``; token tasks take each word's last sub-token
 (Dalvi et al.).  CUDA is used when present (autocast, larger batches); CPU otherwise.
+``precision`` ("auto" | "fp32" | "bf16", see :mod:`diffred.precision`) picks the arithmetic;
+features are stored float32 and every path but exact fp32 is part of the cache key.
 """
 from __future__ import annotations
 
-from contextlib import ExitStack, nullcontext
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,6 +25,7 @@ from .device import default_device
 from .errors import check_choice
 from .images import image_batches, normalise, prefetch
 from .models import MODELS, Backbone, load_model, model_fingerprint, model_kind
+from .precision import autocast, cache_tag, prepare_vision, resolve
 
 EXTRACT_VERSION = "1"
 SENTENCE_POOLINGS = ("cls", "mean")
@@ -52,13 +55,16 @@ def features(model: str, dataset: str | Data, split: str = "train", layer="penul
              n_per_class: int | None = None, n: int | None = None, seed: int = 0,
              pooling: str = "mean", resolution: int | None = None, views: int = 0,
              batch_size: int | None = None, device: str | None = None,
-             progress: bool = True) -> Features:
+             precision: str | None = None, progress: bool = True) -> Features:
     """Features of ``layer`` of ``model`` on a dataset split (cached).
 
     Parameters mirror :func:`diffred.datasets.load_dataset` for the subset; ``resolution``
     overrides the model's input size (vision); ``views`` > 0 returns ``views`` seeded
     augmented views per image (random resized crop + flip), X of shape (N, views, D).
     ``layer`` may be a list to get a ``{layer: Features}`` dict from one forward pass.
+    ``precision``: "auto" (bf16 only where the CPU has it and it is faithful for the model,
+    else the fastest float32 path), "fp32" (today's exact path and cache key) or "bf16";
+    None: :func:`diffred.precision.setting` (a chapter's ``precision`` parameter).
     """
     data = dataset if isinstance(dataset, Data) else load_dataset(
         dataset, split, n_per_class=n_per_class, n=n, seed=seed)
@@ -73,12 +79,14 @@ def features(model: str, dataset: str | Data, split: str = "train", layer="penul
             check_choice("pooling", pooling, SENTENCE_POOLINGS)
     if views and kind != "vision":
         raise ValueError("views (augmented views) are only defined for vision models")
+    device = device or default_device()
+    path = resolve(precision, device, model, kind)
     fingerprint = model_fingerprint(model)
     backbone = None if fingerprint else load_model(model)
     fingerprint = fingerprint or backbone.fingerprint
     base = {"model": model, "weights": fingerprint, "data": data.fingerprint,
             "dataset": data.name, "split": data.split, "subset": data.subset, "n": len(data),
-            "version": EXTRACT_VERSION}
+            "version": EXTRACT_VERSION, **cache_tag(path)}
     if kind == "vision":
         base["preprocess"] = _vision_preprocess(model, data, resolution, backbone)
         base["views"] = views
@@ -89,12 +97,11 @@ def features(model: str, dataset: str | Data, split: str = "train", layer="penul
     missing = [lay for lay, hit in out.items() if hit is None]
     if missing:
         backbone = backbone or load_model(model)
-        device = device or default_device()
         if kind == "vision":
             _extract_vision(backbone, data, {lay: specs[lay] for lay in missing}, base,
-                            batch_size, device, progress)
+                            batch_size, device, progress, path)
         else:
-            _extract_text(backbone, data, base, batch_size, device, progress)
+            _extract_text(backbone, data, base, batch_size, device, progress, path)
         out = {lay: STORE.load(hash_key(spec), mmap=True) for lay, spec in specs.items()}
     result = {}
     for lay, (arrays, meta) in out.items():
@@ -142,13 +149,14 @@ def _vision_preprocess(model, data, resolution, backbone):
 
 
 def _extract_vision(backbone: Backbone, data: Data, specs: dict, base: dict, batch_size,
-                    device, progress):
+                    device, progress, path="fp32"):
     import torch
     from tqdm.auto import tqdm
     prep, views = base["preprocess"], base["views"]
-    model = backbone.module.to(device)
-    batch_size = batch_size or (256 if device.startswith("cuda") else 32)
     layers = list(specs)
+    run = prepare_vision(backbone.module.to(device), path, keep=layers)  # copy unless fp32
+    model = run.module
+    batch_size = batch_size or (256 if device.startswith("cuda") else 32)
     modules = dict(model.named_modules())
     for lay in layers:
         if lay != "penultimate" and lay not in modules:
@@ -168,9 +176,9 @@ def _extract_vision(backbone: Backbone, data: Data, specs: dict, base: dict, bat
             bar = tqdm(total=n_rows, desc=f"{backbone.name} | {data.name}/{data.split}",
                        disable=not progress, unit="img")
             row = 0
-            with torch.inference_mode(), _autocast(device):
+            with torch.inference_mode(), run.context():
                 for batch in prefetch(image_batches(data.items, prep, batch_size, views)):
-                    x = normalise(batch, prep, device)
+                    x = run.input(normalise(batch, prep, device))
                     pooled = model.forward_head(model.forward_features(x), pre_logits=True)
                     captured["penultimate"] = pooled.float()
                     for lay in layers:
@@ -187,13 +195,6 @@ def _extract_vision(backbone: Backbone, data: Data, specs: dict, base: dict, bat
     finally:
         for h in hooks:
             h.remove()
-
-
-def _autocast(device: str):
-    """fp16 autocast on CUDA, nothing on CPU."""
-    import torch
-    return torch.autocast("cuda", dtype=torch.float16) if device.startswith("cuda") else \
-        nullcontext()
 
 
 def _finish(writers: dict, arrays: dict, labels: np.ndarray) -> None:
@@ -230,7 +231,8 @@ def last_subtoken_index(word_ids: list, n_words: int) -> np.ndarray:
     return last
 
 
-def _extract_text(backbone: Backbone, data: Data, base: dict, batch_size, device, progress):
+def _extract_text(backbone: Backbone, data: Data, base: dict, batch_size, device, progress,
+                  path="fp32"):
     import torch
     from tqdm.auto import tqdm
     model, tok = backbone.module.to(device), backbone.tokenizer
@@ -251,7 +253,7 @@ def _extract_text(backbone: Backbone, data: Data, base: dict, batch_size, device
         arrays = {key: w.empty("X", (n_rows, D)) for key, w in writers.items()}
         bar = tqdm(total=len(data), desc=f"{backbone.name} | {data.name}/{data.split}",
                    disable=not progress, unit="seq")
-        with torch.inference_mode(), _autocast(device):
+        with torch.inference_mode(), autocast(path):
             for start in range(0, len(order), batch_size):
                 idx = order[start:start + batch_size]
                 enc = _encode(tok, data, idx, max_length)

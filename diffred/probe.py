@@ -14,6 +14,16 @@ penalised); a probe stops when its largest gradient entry (weights and intercept
   curvature bound, no line search: one batched product per step, for many tiny problems
   (few-shot episodes, :func:`diffred.fewshot.episode_accuracy`).
 
+Precision (``precision=``, L-BFGS only).  ``"bf16"``: mixed precision — the two big products
+(logits and gradient) in bfloat16, with the logits carried in float32 from step to step, then
+float32 iterations from that point, so the stopping test is always float32; ``"fp32"``:
+float32 throughout; ``"auto"`` (default): bf16 where the device has fast bfloat16 products
+(AVX512-BF16 / AMX CPUs, CUDA) and the product is >= :data:`BF16_MIN_WIDTH` features wide,
+else fp32; ``None`` (every default): :func:`diffred.precision.setting`, a chapter's
+``precision`` parameter.  Not applied to the Nesterov and elastic-net
+solvers: their products are tiny (few-shot episodes, 128-row minibatches), where bf16
+measured slower (casts and small-GEMM overhead) on the development CPU.
+
 Elastic net.  :func:`fit_elastic_net` — Dalvi et al.'s minibatch Adam probe with L1 + L2
 penalties, whose weights rank neurons (:func:`diffred.neurons.rank_neurons`).
 
@@ -41,6 +51,7 @@ from . import _lbfgs
 from ._lbfgs import OwnFeatures, SharedColumns, lbfgs, whitening_pays
 from .device import default_device
 from .errors import check_choice
+from .precision import bf16_products, chosen
 
 TOL = 3e-5     # default gradient tolerance of the L-BFGS probes (see the module docstring)
 SOLVERS = ("lbfgs", "nesterov")
@@ -74,6 +85,21 @@ def standardization(X, dim: int = 0):
     return X.mean(dim, keepdim=True), X.std(dim, keepdim=True).clamp_min(1e-6)
 
 
+#: "auto" uses bf16 products from this many features per row up: narrower products gained
+#: nothing measured on the development CPU (small inner dimension, casts)
+BF16_MIN_WIDTH = 512
+
+
+def _precision(precision: str | None, device, width: int = BF16_MIN_WIDTH) -> str:
+    """``"fp32"`` or ``"bf16"`` for the L-BFGS solver: ``"auto"`` is bf16 where supported and
+    the products are ``width`` >= :data:`BF16_MIN_WIDTH` features wide; None: the setting
+    (:func:`diffred.precision.setting`)."""
+    precision = chosen(precision)
+    if precision == "auto":
+        return "bf16" if width >= BF16_MIN_WIDTH and bf16_products(device) else "fp32"
+    return precision
+
+
 def _check_settings(C, max_iter, tol) -> None:
     """ValueError naming the first bad solver setting: C > 0, max_iter >= 1, tol > 0."""
     for name, value, ok, want in (
@@ -87,7 +113,8 @@ def _check_settings(C, max_iter, tol) -> None:
 
 # ============================================================================ logistic regression
 def fit_logreg(Z, y, n_classes: int, C: float = 1.0, max_iter: int = 500, tol: float = TOL,
-               solver: str = "lbfgs", precondition: bool | None = None):
+               solver: str = "lbfgs", precondition: bool | None = None,
+               precision: str | None = None):
     """Fit B multinomial logistic regressions, each on its own features, jointly.
 
     Z: (B, N, k) float tensor; y: (N,) int64 tensor (labels shared by all probes).  Objective
@@ -96,28 +123,37 @@ def fit_logreg(Z, y, n_classes: int, C: float = 1.0, max_iter: int = 500, tol: f
     their span; it tests the gradient every 20 steps).  ``precondition`` (L-BFGS only;
     default k <= 4096) solves in whitened coordinates — projections mix every neuron, so
     their coordinates are strongly correlated (random-projection probes converge ~ 4x
-    faster whitened).
+    faster whitened).  ``precision`` (L-BFGS only): ``"fp32"``, ``"bf16"`` (mixed: the two
+    big products in bfloat16, then float32 to ``tol``, see :func:`diffred._lbfgs.lbfgs`) or
+    ``"auto"`` (bf16 where the device has fast bfloat16 products and k >= 512, else fp32);
+    None: :func:`diffred.precision.setting`.
     Returns W (B, k, n_classes), b (B, n_classes)."""
     check_choice("solver", solver, SOLVERS)
+    precision = _precision(precision, Z.device, Z.shape[2])
     if solver == "nesterov":
         return _nesterov(Z, y, n_classes, C, max_iter, tol)
     if precondition is None:
         precondition = Z.shape[2] <= 4096
-    return lbfgs(OwnFeatures(Z), y, n_classes, C, max_iter, tol, precondition)[:2]
+    return lbfgs(OwnFeatures(Z), y, n_classes, C, max_iter, tol, precondition,
+                 precision=precision)[:2]
 
 
 def fit_logreg_masked(X, y, masks, n_classes: int, C: float = 1.0, max_iter: int = 500,
-                      tol: float = TOL, precondition: bool | None = None):
+                      tol: float = TOL, precondition: bool | None = None,
+                      precision: str | None = None):
     """Fit B multinomial logistic regressions on B column subsets of the same X jointly (L-BFGS).
 
     X: (N, U) float tensor (standardised); y: (N,) int64; masks: (B, U) bool — probe b sees
     the columns where ``masks[b]`` is True.  Probe b's weights live in all U rows but are zero
     outside its mask, so all probes are served by one (B*K, U) x (U, N) product.
-    ``precondition`` defaults to :func:`diffred._lbfgs.whitening_pays`.
+    ``precondition`` defaults to :func:`diffred._lbfgs.whitening_pays`; ``precision``: as in
+    :func:`fit_logreg`.
     Returns W (B, U, n_classes) with zero rows outside each mask, b (B, n_classes)."""
+    precision = _precision(precision, X.device, X.shape[1])
     if precondition is None:
         precondition = whitening_pays(X.shape[1], X.shape[0], n_classes)
-    return lbfgs(SharedColumns(X, masks), y, n_classes, C, max_iter, tol, precondition)[:2]
+    return lbfgs(SharedColumns(X, masks), y, n_classes, C, max_iter, tol, precondition,
+                 precision=precision)[:2]
 
 
 def _top_eigenvalue(Z, n_iter: int = 30):
@@ -243,8 +279,9 @@ def _width_groups(widths: np.ndarray, max_probes: int, spread: int = 8) -> list[
 def probe_accuracy(X_train, y_train, X_test, y_test, *, columns=None, projections=None,
                    eval_sets: dict | None = None, C: float = 1.0, max_iter: int = 500,
                    tol: float = TOL, standardize: bool = True,
-                   precondition: bool | None = None, device: str | None = None,
-                   max_batch_bytes: float = 2e9, max_probes: int = 80) -> ProbeResult:
+                   precondition: bool | None = None, precision: str | None = None,
+                   device: str | None = None, max_batch_bytes: float = 2e9,
+                   max_probes: int = 80) -> ProbeResult:
     """Test accuracy of probes on column subsets or projections of the same features.
 
     X_train: (N, D), X_test: (M, D); y_*: int labels.  columns: list of B index arrays
@@ -255,10 +292,13 @@ def probe_accuracy(X_train, y_train, X_test, y_test, *, columns=None, projection
     of X.  ``eval_sets``: {name: (X (M_s, D), y (M_s,))} further sets each probe is scored on
     (e.g. a dev split), reported in ``eval_accuracy[name]`` (B,) — the same fits as the
     test accuracy.  Every set is standardised with the training statistics.
-    ``precondition``: passed to the fitter (None: its default, whitening where it pays).
+    ``precondition``: passed to the fitter (None: its default, whitening where it pays);
+    ``precision``: ``"auto"`` / ``"fp32"`` / ``"bf16"``, as in :func:`fit_logreg`; None:
+    :func:`diffred.precision.setting` (a chapter's ``precision`` parameter).
     """
     torch = _torch()
     _check_settings(C, max_iter, tol)
+    precision = chosen(precision)
     if columns is not None and projections is not None:
         raise ValueError("probe_accuracy takes columns or projections, not both")
     device = device or default_device()
@@ -311,7 +351,8 @@ def probe_accuracy(X_train, y_train, X_test, y_test, *, columns=None, projection
             every = len(union) == Xtr.shape[1]
             cols = torch.as_tensor(union, device=device)
             W, b = fit_logreg_masked(Xtr if every else Xtr[:, cols], ytr, masks, n_classes,
-                                     C=C, max_iter=max_iter, tol=tol, precondition=precondition)
+                                     C=C, max_iter=max_iter, tol=tol, precondition=precondition,
+                                     precision=precision)
             logits = {s: torch.einsum("md,bdc->bmc", Xs if every else Xs[:, cols], W)
                       + b.unsqueeze(1) for s, Xs in X.items()}                 # (B, M, C)
         else:
@@ -320,7 +361,7 @@ def probe_accuracy(X_train, y_train, X_test, y_test, *, columns=None, projection
             Ztr = torch.matmul(Xtr, P)
             mean, scale = standardization(Ztr, dim=1) if standardize else (0.0, 1.0)
             W, b = fit_logreg((Ztr - mean) / scale, ytr, n_classes, C=C, max_iter=max_iter,
-                              tol=tol, precondition=precondition)
+                              tol=tol, precondition=precondition, precision=precision)
             logits = {s: torch.baddbmm(b.unsqueeze(1), (torch.matmul(Xs, P) - mean) / scale, W)
                       for s, Xs in X.items()}
         for s, lg in logits.items():
@@ -366,6 +407,9 @@ class LinearProbe:
         Standardise each feature with its training mean and std (:func:`standardization`).
     device : str or None, default None
         Torch device of the fit and of predictions; None: CUDA when present, else CPU.
+    precision : {"auto", "fp32", "bf16"} or None, default None
+        Arithmetic of the solver's two big products (see :func:`fit_logreg`); the stopping
+        test is always evaluated in float32.  None: :func:`diffred.precision.setting`.
 
     Attributes
     ----------
@@ -385,17 +429,20 @@ class LinearProbe:
     """
 
     def __init__(self, C: float = 1.0, max_iter: int = 500, tol: float = TOL,
-                 standardize: bool = True, device: str | None = None):
+                 standardize: bool = True, device: str | None = None,
+                 precision: str | None = None):
         self.C = C
         self.max_iter = max_iter
         self.tol = tol
         self.standardize = standardize
         self.device = device
+        self.precision = precision
 
     def fit(self, X, y) -> "LinearProbe":
         """Fit on X (n_samples, n_features) and labels y (n_samples,); returns self."""
         torch = _torch()
         _check_settings(self.C, self.max_iter, self.tol)
+        precision = chosen(self.precision)
         X = _features(X)
         y = np.asarray(y)
         if y.ndim != 1 or len(y) != len(X):
@@ -413,7 +460,7 @@ class LinearProbe:
         everything = torch.ones(1, D, dtype=torch.bool, device=dev)
         W, b = fit_logreg_masked((Xt - mean) / scale, torch.as_tensor(yi, device=dev),
                                  everything, len(classes), C=self.C, max_iter=self.max_iter,
-                                 tol=self.tol)
+                                 tol=self.tol, precision=precision)
         self.classes_, self.n_features_in_ = classes, D
         self.mean_, self.scale_ = mean[0].cpu().numpy(), scale[0].cpu().numpy()
         self.coef_, self.intercept_ = W[0].T.cpu().numpy(), b[0].cpu().numpy()

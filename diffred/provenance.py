@@ -84,10 +84,24 @@ def hardware(device: str | None) -> dict:
 
 
 def precision(device: str) -> str:
-    """The arithmetic the chapter's computations use on ``device`` (see diffred.extract)."""
+    """The arithmetic the chapter's computations use on ``device`` under the precision setting
+    (:func:`diffred.precision.setting`, the chapter's ``precision`` parameter)."""
+    from . import precision as p
+    setting = p.setting()
+    if setting == "fp32":
+        return "float32 throughout (precision 'fp32')"
     if device.startswith("cuda"):
-        return "float16 autocast for feature extraction, float32 for probes and training"
-    return "float32 (feature extraction, probes and training)"
+        return (f"precision {setting!r}: float16 autocast for feature extraction, bf16 products "
+                "in probes >= 512 features wide, float32 training")
+    if not p.bf16_products(device):
+        return (f"precision {setting!r}, no fast bf16 on this CPU: float32 (vision extraction "
+                "with batch norms folded, channels-last; channels-last training)")
+    if setting == "bf16":
+        return ("precision 'bf16': bf16 autocast for extraction (vision: batch norms folded, "
+                "channels-last) and training, bf16 products in probes; float32 stopping tests")
+    return (f"precision {setting!r}: bf16 for text extraction ({', '.join(sorted(p.FAITHFUL_BF16))}),"
+            f" probe products >= 512 features wide and {', '.join(sorted(p.BF16_TRAINING))} "
+            "training; float32 elsewhere (vision extraction with batch norms folded)")
 
 
 def versions() -> dict:

@@ -25,6 +25,7 @@ from .device import default_device
 from .errors import check_choice
 from .images import normalise
 from .models import Arch, build_model, load_model
+from .precision import prepare_input, prepare_model, training_context, training_path
 
 CODE_VERSION = "transfer-2"   # bump whenever training or analysis semantics change
 
@@ -180,23 +181,30 @@ def _unpack_states(arrays: dict) -> dict[str, dict]:
 # --------------------------------------------------------------------------- train
 def train(arch: Arch, train_set: Images, test_set: Images, config: TrainConfig, *,
           init: Init = RANDOM, seed: int = 0, save_epochs=(), device=None,
-          log: Callable[[str], None] | None = print) -> Run:
+          precision: str | None = None, log: Callable[[str], None] | None = print) -> Run:
     """Train (or fetch from the cache) one run; returns its :class:`Run`.
 
     Cache key: architecture, train/test fingerprints (block shuffle included), config, seed,
     init id, saved epochs and :data:`CODE_VERSION`.  Training ends with a BN recalibration
     on the (un-augmented) train set, so the stored state is a deterministic function of the
     weights, and the final ``test_accuracy`` is measured with those statistics.
+    ``precision`` (None: :func:`diffred.precision.setting`) picks the training path
+    (:func:`diffred.precision.training_path`: fp32, channels-last, or channels-last + bf16
+    autocast of forward and loss); any path but "fp32" is part of the key.
     """
+    device = device or default_device()
+    path = training_path(device, precision, arch.name)
     spec = {"code": CODE_VERSION, "arch": asdict(arch), "train": train_set.fingerprint,
             "test": test_set.fingerprint, "config": asdict(config), "seed": seed,
-            "init": init.id, "save_epochs": sorted(save_epochs)}
+            "init": init.id, "save_epochs": sorted(save_epochs),
+            **({} if path == "fp32" else {"precision": path})}
     store = ArrayStore("checkpoints")
     key = hash_key(spec)
     hit = store.load(key)
     if hit is None:
         t0 = time.time()
-        arrays, meta = _train(arch, train_set, test_set, config, init, seed, save_epochs, device)
+        arrays, meta = _train(arch, train_set, test_set, config, init, seed, save_epochs, device,
+                              path)
         meta["seconds"] = time.time() - t0
         store.save(key, arrays, {**meta, "spec": spec})
         if log:
@@ -212,8 +220,7 @@ def train(arch: Arch, train_set: Images, test_set: Images, config: TrainConfig, 
                states["init"], checkpoints, curve, meta)
 
 
-def _train(arch, train_set, test_set, config, init, seed, save_epochs, device):
-    device = device or default_device()
+def _train(arch, train_set, test_set, config, init, seed, save_epochs, device, path="fp32"):
     inputs = arch.inputs
     n_classes = len(train_set.classes)
     model = build_model(arch, n_classes, seed)
@@ -222,7 +229,7 @@ def _train(arch, train_set, test_set, config, init, seed, save_epochs, device):
         if unexpected or any(not k.startswith(arch.head + ".") for k in missing):
             raise RuntimeError(f"init {init.id} does not match {arch.name}: "
                                f"missing {missing[:3]}, unexpected {unexpected[:3]}")
-    model.to(device)
+    model = prepare_model(model.to(device), path)
     arrays = _state_arrays("init", model.state_dict())
     opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                           weight_decay=config.weight_decay)
@@ -244,8 +251,10 @@ def _train(arch, train_set, test_set, config, init, seed, save_epochs, device):
             if config.flip:
                 flip = torch.rand(len(idx), generator=gen) < 0.5
                 xb = torch.where(flip[:, None, None, None], xb.flip(-1), xb)
-            loss = F.cross_entropy(model(_model_input(xb, inputs, device)),
-                                   train_set.y[idx].to(device))
+            with training_context(path):
+                loss = F.cross_entropy(model(prepare_input(_model_input(xb, inputs, device),
+                                                           path)),
+                                       train_set.y[idx].to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -257,4 +266,5 @@ def _train(arch, train_set, test_set, config, init, seed, save_epochs, device):
             arrays.update(_state_arrays(f"e{epoch + 1}", model.state_dict()))
     arrays.update(_state_arrays("final", model.state_dict()))
     arrays["curve"] = np.array(curve, dtype=np.float64)
-    return arrays, {"device": str(device), "n_train": n, "n_test": len(test_set)}
+    return arrays, {"device": str(device), "precision": path, "n_train": n,
+                    "n_test": len(test_set)}

@@ -9,9 +9,9 @@ from diffred import LinearProbe, features, probe_accuracy
 @pytest.fixture(scope="module")
 def cifar():
     tr = features("efficientnet_lite0", "cifar10", "train", n_per_class=100, resolution=128,
-                  progress=False)
+                  precision="fp32", progress=False)
     te = features("efficientnet_lite0", "cifar10", "test", n_per_class=50, resolution=128,
-                  progress=False)
+                  precision="fp32", progress=False)
     return np.asarray(tr.X), tr.y, np.asarray(te.X), te.y
 
 
@@ -151,7 +151,7 @@ def test_linear_probe_follows_scikit_learn_conventions(cifar):
     names = np.array([f"class {c}" for c in range(10)])
     probe = LinearProbe(C=0.05, max_iter=200)
     assert vars(probe) == {"C": 0.05, "max_iter": 200, "tol": probe.tol, "standardize": True,
-                           "device": None}                            # __init__ only stores
+                           "device": None, "precision": None}         # __init__ only stores
     with pytest.raises(ValueError, match="not fitted"):
         probe.predict(Xte)
     assert probe.fit(Xtr, names[ytr]) is probe
@@ -177,6 +177,79 @@ def test_linear_probe_follows_scikit_learn_conventions(cifar):
     with pytest.raises(ValueError, match="X has 64 features, but this LinearProbe was fitted "
                                          "with 1280"):
         probe.predict(Xte[:, :64])
+
+
+def _standardised(cifar):
+    import torch
+    Xtr, ytr, _, _ = cifar
+    X = torch.tensor(Xtr)
+    return (X - X.mean(0)) / X.std(0), torch.tensor(ytr, dtype=torch.int64)
+
+
+def _masks(widths, seed):
+    import torch
+    rng = np.random.default_rng(seed)
+    masks = torch.zeros(len(widths), 1280, dtype=torch.bool)
+    for row, k in enumerate(widths):
+        masks[row, torch.as_tensor(rng.permutation(1280)[:k])] = True
+    return masks
+
+
+def test_fp32_solver_is_unchanged(cifar):
+    """precision="fp32" is the solver of before mixed precision: the same iterations and
+    objective values as recorded from it (bit-identical on the machine they were taken on)."""
+    import torch
+    from diffred._lbfgs import SharedColumns, lbfgs
+    X, y = _standardised(cifar)
+    masks = _masks((4, 32, 128, 256), 1)
+    for whiten, iterations, objective in (
+            (False, [16, 38, 77, 55], [2.1323445, 1.3933059, 0.35228416, 0.096301764]),
+            (True, [16, 32, 61, 40], [2.1323445, 1.3933059, 0.35228395, 0.096309453])):
+        W, b, n_iter = lbfgs(SharedColumns(X, masks), y, 10, C=1.0, max_iter=500, tol=3e-5,
+                             precondition=whiten, precision="fp32")
+        assert n_iter.tolist() == iterations
+        assert torch.allclose(_objective(X, y, W, b, 1.0), torch.tensor(objective), rtol=2e-6)
+
+
+def test_mixed_precision_reaches_the_fp32_optimum(cifar):
+    """bf16 products, then float32 to tol: the same objective and test accuracy as fp32."""
+    import torch
+    from diffred._lbfgs import SharedColumns, lbfgs
+    X, y = _standardised(cifar)
+    masks = _masks((8, 64, 256, 1280), 4)
+    value = {}
+    for precision in ("fp32", "bf16"):
+        W, b, n_iter = lbfgs(SharedColumns(X, masks), y, 10, C=1.0, max_iter=500, tol=3e-5,
+                             precondition=True, precision=precision)
+        assert n_iter.max() < 500 and torch.all(W[~masks] == 0)
+        value[precision] = _objective(X, y, W, b, 1.0)
+    # equal within the slack of the stopping test (at tol 3e-5 fp32 itself lands ~1e-4 off)
+    assert torch.allclose(value["bf16"], value["fp32"], rtol=1e-3, atol=2e-4)
+    Xtr, ytr, Xte, yte = cifar
+    cols = [np.flatnonzero(m) for m in masks.numpy()]
+    acc = {p: probe_accuracy(Xtr, ytr, Xte, yte, columns=cols, precision=p).accuracy
+           for p in ("fp32", "bf16")}
+    assert np.abs(acc["bf16"] - acc["fp32"]).max() <= 0.003
+    assert acc["fp32"][-1] > 0.6                       # the full layer: a real probe
+
+
+def test_auto_precision_follows_bf16_support(cifar, monkeypatch):
+    import diffred.probe as probe
+    Xtr, ytr, Xte, yte = cifar
+    cols = [np.arange(64), np.arange(300)]
+    for supported in (False, True):
+        monkeypatch.setattr(probe, "bf16_products", lambda device: supported)
+        assert probe._precision("auto", "cpu", 1280) == ("bf16" if supported else "fp32")
+        assert probe._precision("auto", "cpu", 64) == "fp32"            # too narrow to pay
+        auto = LinearProbe(C=0.05).fit(Xtr, ytr).coef_
+        forced = LinearProbe(C=0.05, precision="bf16" if supported else "fp32").fit(Xtr, ytr).coef_
+        np.testing.assert_array_equal(auto, forced)
+        if supported:                                  # mixed precision takes another path
+            assert not np.array_equal(auto, LinearProbe(C=0.05, precision="fp32")
+                                      .fit(Xtr, ytr).coef_)
+    with pytest.raises(ValueError, match="unknown precision 'fp16'; valid choices: auto, fp32, "
+                                         "bf16"):
+        probe_accuracy(Xtr, ytr, Xte, yte, columns=cols, precision="fp16")
 
 
 def test_probe_solvers_live_only_in_the_probe_engine():
