@@ -5,8 +5,10 @@ import numpy as np
 import pytest
 import torch
 
+from diffred import basin as B
 from diffred import training
 from diffred import transfer as T
+from diffred import transfer_findings as F
 from diffred.models import ARCHITECTURES, Arch, build_model
 
 torch.set_num_threads(2)
@@ -80,20 +82,20 @@ def test_training_is_cached_and_deterministic(tiny):
 
 def test_interpolation_endpoints_reproduce_accuracy_exactly(tiny):
     _, tr, te, a, b = tiny
-    curve = T.interpolation_curve(a, b, tr, te, points=3)
+    curve = B.interpolation_curve(a, b, tr, te, points=3)
     assert curve["accuracy"].iloc[0] == a.accuracy
     assert curve["accuracy"].iloc[-1] == b.accuracy
-    mid = T.interpolate_states(a.state, b.state, 0.5)
+    mid = B.interpolate_states(a.state, b.state, 0.5)
     k = "stem.0.weight"
     assert torch.allclose(mid[k], (a.state[k] + b.state[k]) / 2)
-    assert T.barrier(curve) >= 0
+    assert B.barrier(curve) >= 0
 
 
 def test_barrier_measures_drop_below_the_chord():
     import pandas as pd
     curve = pd.DataFrame({"lambda": [0, 0.5, 1], "accuracy": [0.8, 0.3, 0.6]})
-    assert T.barrier(curve) == pytest.approx(0.7 - 0.3)
-    assert T.barrier(curve.assign(accuracy=[0.8, 0.75, 0.6])) == 0.0
+    assert B.barrier(curve) == pytest.approx(0.7 - 0.3)
+    assert B.barrier(curve.assign(accuracy=[0.8, 0.75, 0.6])) == 0.0
 
 
 def test_bn_recalibration_changes_only_running_stats(tiny):
@@ -108,28 +110,93 @@ def test_bn_recalibration_changes_only_running_stats(tiny):
     assert not model.training
 
 
-def test_criticality_zero_distance_at_final_weights(tiny):
+def test_rewinding_moves_only_the_module(tiny):
     _, tr, te, a, _ = tiny
     stage = a.arch.stages["layer2"]
-    same = T.rewound_state(a.state, a.init, stage, alpha=1.0)
-    assert T.l2_distance(same, a.state, a.arch) == 0.0
-    back = T.rewound_state(a.state, a.init, stage, alpha=0.0)
+    same = B.rewound_state(a.state, a.init, stage, alpha=1.0)
+    assert B.l2_distance(same, a.state, a.arch) == 0.0
+    back = B.rewound_state(a.state, a.init, stage, alpha=0.0)
     assert torch.equal(back["layer2.0.conv1.weight"], a.init["layer2.0.conv1.weight"])
     assert torch.equal(back["layer1.0.conv1.weight"], a.state["layer1.0.conv1.weight"])
-    table = T.module_criticality(a, tr, te, alphas=(1.0, 0.0), sigma=0.0)
-    at_final = table[table.alpha == 1.0]
-    assert (at_final.distance == 0).all()
-    assert np.allclose(at_final.accuracy, a.accuracy)
-    assert table.critical_alpha.between(0, 1).all()
+    noisy = B.perturb(same, stage, sigma=0.01, seed=0)
+    delta = noisy["layer2.0.conv1.weight"] - same["layer2.0.conv1.weight"]
+    assert 0.005 < float(delta.std()) < 0.02          # u ~ N(0, σ² I), absolute σ
+    assert torch.equal(noisy["layer1.0.conv1.weight"], same["layer1.0.conv1.weight"])
+
+
+def test_criticality_search_follows_the_definition():
+    # error grows with σ and with the rewind 1 - α; feasible region: σ ≤ 0.3 α + 0.05 (≤ 0.1 at α=0)
+    def error(alpha, sigma):
+        return 0.0 if sigma <= 0.3 * alpha + 0.05 else 1.0
+    found = B.criticality_search(error, [0, 0.5, 1], [0.01, 0.05, 0.1, 0.2], 0.5, 4.0)
+    # α = 0 is feasible (σ = 0.05): the module can be rewound to its initial point, μ = 0
+    assert found["alpha"] == 0 and found["criticality"] == 0 and found["sigma"] == 0.05
+    # without a feasible α = 0, the minimum of α² d² / σ² over feasible points, largest σ each
+    strict = lambda alpha, sigma: 0.0 if (alpha > 0 and sigma <= 0.3 * alpha) else 1.0
+    found = B.criticality_search(strict, [0, 0.5, 1], [0.01, 0.05, 0.1, 0.2], 0.5, 4.0)
+    assert found["alpha"] == 0.5 and found["sigma"] == 0.1      # 0.25·4/0.01 = 100 < 1·4/0.04
+    assert found["criticality"] == pytest.approx(0.25 * 4.0 / 0.1 ** 2)
+    # a σ that breaks the constraint is never used, even if a larger one would pass
+    bumpy = lambda alpha, sigma: 1.0 if sigma == 0.05 else 0.0
+    found = B.criticality_search(bumpy, [1.0], [0.01, 0.05, 0.1], 0.5, 1.0)
+    assert found["sigma"] == 0.01
+    nothing = B.criticality_search(lambda a, s: 1.0, [0, 1], [0.1], 0.5, 1.0)
+    assert nothing["criticality"] == float("inf")
+    with pytest.raises(ValueError, match="sigmas"):
+        B.criticality_search(error, [0, 1], [0, 0.1], 0.5, 1.0)
+
+
+def test_module_criticality_on_a_real_run(tiny):
+    _, tr, _, a, _ = tiny
+    table = B.module_criticality(a, tr, alphas=(0.0, 1.0), sigmas=(0.001, 0.01))
+    assert list(table.stage) == list(a.arch.stages)
+    assert (table.criticality >= 0).all() and table.evaluations.ge(1).all()
+    assert table.alpha.dropna().isin([0.0, 1.0]).all()
+
+
+def test_learning_rate_choice_never_reads_the_test_split(tiny):
+    arch, tr, te, _, _ = tiny
+    cfg = training.TrainConfig(epochs=1, batch_size=8)
+    init = training.RANDOM
+    first = T.select_learning_rates(arch, {"sign_digits": tr}, init, [0.01, 0.1], cfg)
+    # the rule reads validation accuracy only; poisoned test labels cannot reach it
+    poisoned = T.ImageSet(te.name, te.x, (te.y + 1) % len(te.classes), te.classes,
+                          te.fingerprint + "-poisoned")
+    assert "test" not in T.select_learning_rates.__code__.co_varnames
+    again = T.select_learning_rates(arch, {"sign_digits": tr}, init, [0.01, 0.1], cfg)
+    assert T.choose_learning_rates(first) == T.choose_learning_rates(again)
+    runs = T.finetune_grid(arch, {"sign_digits": (tr, poisoned)}, init,
+                           T.choose_learning_rates(first), cfg, seeds=(0,))
+    assert T.choose_learning_rates(first) == T.choose_learning_rates(again)
+    assert len(runs) == 2
+    fit, val = T.split_validation(tr, 0.2, 0)
+    assert len(fit) + len(val) == len(tr) and set(val.y.tolist()) == set(tr.y.tolist())
+    assert fit.fingerprint != val.fingerprint != tr.fingerprint
+
+
+def test_choice_rule_takes_the_best_validation_rate_and_the_smaller_on_ties():
+    import pandas as pd
+    table = pd.DataFrame({"dataset": ["d"] * 4, "init": ["P-T", "P-T", "RI-T", "RI-T"],
+                          "lr": [0.01, 0.1, 0.01, 0.1], "val_accuracy": [0.5, 0.7, 0.6, 0.6]})
+    assert T.choose_learning_rates(table) == {("d", "P-T"): 0.1, ("d", "RI-T"): 0.01}
 
 
 def test_cka_and_distances(tiny):
     _, _, te, a, b = tiny
-    cka = T.pair_cka({"self": (a, a), "seeds": (a, b)}, te)
+    cka = B.pair_cka({"self": (a, a), "seeds": (a, b)}, te)
     assert np.allclose(cka[cka.pair == "self"].cka, 1.0)
     assert (cka[cka.pair == "seeds"].cka < 1.0).all()
-    d = T.distance_table({"same": (a.state, a.state), "seeds": (a.state, b.state)}, a.arch)
-    assert d.l2_distance.iloc[0] == 0.0 and d.l2_distance.iloc[1] > 0
+    assert B.l2_distance(a.state, a.state, a.arch) == 0.0
+    assert B.l2_distance(a.state, b.state, a.arch) > 0
+
+
+def test_verdicts_follow_the_intervals():
+    assert F.diff_ci([0.9, 0.91, 0.92], [0.5, 0.52, 0.51])[1] > 0
+    assert F._verdict(*F.diff_ci([0.9, 0.91, 0.92], [0.5, 0.52, 0.51])[1:]) == "yes"
+    assert F._verdict(*F.diff_ci([0.5, 0.52, 0.51], [0.9, 0.91, 0.92])[1:]) == "no"
+    assert F._verdict(*F.diff_ci([0.5, 0.9, 0.7], [0.6, 0.8, 0.7])[1:]) == "inconclusive"
+    assert F._all(["yes", "inconclusive"]) == "inconclusive" and F._all(["yes", "no"]) == "no"
+    assert F.barrier_tolerance(0.5, 400) == pytest.approx(1.96 * 0.025)
 
 
 def test_bad_architecture_names_choices():

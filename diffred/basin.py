@@ -1,0 +1,342 @@
+"""The transfer basin: how close, how similar and how connected fine-tuned solutions are.
+
+Analyses of trained :class:`~diffred.training.Run` objects (Neyshabur, Sedghi & Zhang,
+NeurIPS 2020, Section 3 onwards):
+
+* :func:`pair_cka` — linear CKA of every stage's pooled output between two runs;
+* :func:`l2_distance` — ℓ2 distance of the weights outside the head;
+* :func:`interpolation_curve` / :func:`barrier` — accuracy along θ(λ) = (1-λ) θ_a + λ θ_b,
+  BN statistics re-estimated at every λ;
+* :func:`module_criticality` — Chatterji, Neyshabur & Sedghi (ICLR 2020): for module i,
+  μ_i = min over (α, σ) ∈ [0, 1]² of α² ‖θ_i^F − θ_i^0‖² / σ² subject to the train 0-1 error
+  of the network with θ_i = (1-α) θ_i^0 + α θ_i^F + u, u ~ N(0, σ² I), staying ≤ ε
+  (:func:`criticality_search` is that grid search, on any error function);
+* :func:`basin_analysis` — all of them over every seed pair of one target, and
+  :func:`pair_summary`, the mean and 95% CI per pair type.
+
+Each analysis over real runs is cached as a small table (:func:`diffred.cache.cached_tables`),
+keyed by the runs' cache keys and the data fingerprints.
+"""
+from __future__ import annotations
+
+import itertools
+import sys
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .device import default_device
+from .models import Arch
+from .similarity import linear_cka
+from .training import CODE_VERSION, Run, accuracy, predict, recalibrate_bn
+
+PAIR_TYPES = ("P-T/P-T", "RI-T/RI-T", "P-T/RI-T")
+
+
+def _cached_frame(kind: str, spec, compute: Callable[[], pd.DataFrame]) -> pd.DataFrame:
+    """An analysis table from the result cache under ``spec`` and this module's code."""
+    from . import training
+    from .cache import cached_tables
+    return cached_tables(kind, {"code": CODE_VERSION, **spec}, lambda: {"table": compute()},
+                         code=(sys.modules[__name__], training))["table"]
+
+
+# --------------------------------------------------------------------------- similarity
+def stage_features(run: Run, x: torch.Tensor, device=None, batch_size: int = 256
+                   ) -> dict[str, np.ndarray]:
+    """Global-average-pooled output of every stage: {stage: (N, C_stage)}."""
+    device = device or default_device()
+    model = run.model().to(device)
+    modules = dict(model.named_modules())
+    outs: dict[str, list] = {s: [] for s in run.arch.stages}
+    hooks = [modules[prefixes[-1]].register_forward_hook(
+        lambda m, i, o, s=s: outs[s].append(o.float().mean((2, 3)).cpu()))
+        for s, prefixes in run.arch.stages.items()]
+    try:
+        predict(model, x, run.arch.inputs, batch_size, device)
+    finally:
+        for h in hooks:
+            h.remove()
+    return {s: torch.cat(v).numpy() for s, v in outs.items()}
+
+
+def pair_cka(pairs: dict, test_set, device=None) -> pd.DataFrame:
+    """Linear CKA per stage for named run pairs {name: (run_a, run_b)}."""
+    rows, cache = [], {}
+    for name, (a, b) in pairs.items():
+        for run in (a, b):
+            if run.key not in cache:
+                cache[run.key] = stage_features(run, test_set.x, device)
+        for stage in a.arch.stages:
+            rows.append({"pair": name, "stage": stage, "dataset": test_set.name,
+                         "cka": linear_cka(cache[a.key][stage], cache[b.key][stage])})
+    return pd.DataFrame(rows)
+
+
+def _body(state: dict, arch: Arch) -> dict:
+    """Trainable-weight tensors outside the head (BN running statistics excluded)."""
+    return {k: v for k, v in state.items() if not k.startswith(arch.head + ".")
+            and "running_" not in k and "num_batches" not in k}
+
+
+def l2_distance(state_a: dict, state_b: dict, arch: Arch) -> float:
+    """||θ_a - θ_b||_2 over all body weights (head and BN statistics excluded)."""
+    a, b = _body(state_a, arch), _body(state_b, arch)
+    return float(torch.sqrt(sum(((a[k].double() - b[k].double()) ** 2).sum() for k in a)))
+
+
+# --------------------------------------------------------------------------- interpolation
+def interpolate_states(state_a: dict, state_b: dict, lam: float) -> dict:
+    """θ(λ) = (1-λ) θ_a + λ θ_b for floating tensors (exact at λ = 0, 1); integer buffers
+    come from θ_a."""
+    return {k: torch.lerp(a, state_b[k], lam) if a.is_floating_point() else a.clone()
+            for k, a in state_a.items()}
+
+
+def interpolation_curve(run_a: Run, run_b: Run, train_set, test_set, points: int = 21,
+                        device=None) -> pd.DataFrame:
+    """Test accuracy along the segment between two solutions, BN re-estimated at every λ
+    on ``train_set``.  At λ = 0 / 1 the weights are exactly the endpoints'."""
+    def compute():
+        rows = []
+        for lam in np.linspace(0, 1, points):
+            model = run_a.model(interpolate_states(run_a.state, run_b.state, float(lam)))
+            recalibrate_bn(model, train_set.x, run_a.arch.inputs, device=device)
+            rows.append({"lambda": float(lam),
+                         "accuracy": accuracy(model, test_set, run_a.arch.inputs, device)})
+        return pd.DataFrame(rows)
+    return _cached_frame("transfer-interpolation",
+                         {"a": run_a.key, "b": run_b.key, "train": train_set.fingerprint,
+                          "test": test_set.fingerprint, "points": points}, compute)
+
+
+def barrier(curve: pd.DataFrame) -> float:
+    """Largest drop of accuracy below the straight line joining the endpoints (≥ 0)."""
+    lam, acc = curve["lambda"].to_numpy(), curve["accuracy"].to_numpy()
+    line = (1 - lam) * acc[0] + lam * acc[-1]
+    return float(max(0.0, np.max(line - acc)))
+
+
+# --------------------------------------------------------------------------- criticality
+def _in_stage(key: str, prefixes) -> bool:
+    return any(key == p or key.startswith(p + ".") for p in prefixes)
+
+
+def _moved(key: str, value: torch.Tensor, prefixes) -> bool:
+    return _in_stage(key, prefixes) and value.is_floating_point() and "running_" not in key
+
+
+def rewound_state(final: dict, init: dict, prefixes, alpha: float) -> dict:
+    """θ_i(α) = (1-α) θ_i^0 + α θ_i^F for the modules under ``prefixes`` (α = 1: final, 0:
+    initial); all other modules keep θ^F.  BN running statistics are not moved."""
+    return {k: torch.lerp(init[k], v, alpha) if _moved(k, v, prefixes) else v.clone()
+            for k, v in final.items()}
+
+
+def perturb(state: dict, prefixes, sigma: float, seed: int = 0) -> dict:
+    """Add u ~ N(0, σ² I) to the module's weights (Chatterji et al.'s perturbation)."""
+    gen = torch.Generator().manual_seed(seed)
+    return {k: v + sigma * torch.randn(v.shape, generator=gen) if _moved(k, v, prefixes) else v
+            for k, v in state.items()}
+
+
+def module_distance2(final: dict, init: dict, prefixes) -> float:
+    """‖θ_i^F − θ_i^0‖² over the module's weights."""
+    return float(sum(((final[k].double() - init[k].double()) ** 2).sum()
+                     for k, v in final.items() if _moved(k, v, prefixes)))
+
+
+def criticality_search(error: Callable[[float, float], float], alphas, sigmas,
+                       epsilon: float, distance2: float) -> dict:
+    """Module criticality by grid search (Chatterji, Neyshabur & Sedghi, ICLR 2020).
+
+    μ = min over (α, σ) with ``error(α, σ) ≤ epsilon`` of α² · distance2 / σ².  For every α
+    (ascending) σ is raised through ``sigmas`` (ascending) while the constraint holds, so the
+    largest feasible σ of the grid is used and no σ that breaks it.  The search stops at the
+    first feasible α = 0 (μ = 0: the module can be rewound all the way).  Returns
+    {'criticality', 'alpha', 'sigma', 'evaluations'}; criticality = inf (alpha, sigma NaN)
+    when no grid point is feasible.
+    """
+    alphas, sigmas = sorted(alphas), sorted(sigmas)
+    if not alphas or not sigmas or alphas[0] < 0 or alphas[-1] > 1 or sigmas[0] <= 0 \
+            or sigmas[-1] > 1:
+        raise ValueError(f"criticality grid needs alphas in [0, 1] and sigmas in (0, 1], got "
+                         f"alphas {alphas}, sigmas {sigmas}")
+    best = {"criticality": float("inf"), "alpha": float("nan"), "sigma": float("nan")}
+    evaluations = 0
+    for alpha in alphas:
+        feasible = None
+        for sigma in sigmas:
+            evaluations += 1
+            if error(alpha, sigma) > epsilon:
+                break
+            feasible = sigma
+        if feasible is None:
+            continue
+        value = alpha ** 2 * distance2 / feasible ** 2
+        if value < best["criticality"]:
+            best = {"criticality": value, "alpha": alpha, "sigma": feasible}
+        if alpha == 0:
+            break
+    return {**best, "evaluations": evaluations}
+
+
+def train_error(model: torch.nn.Module, data, inputs: dict, device=None) -> float:
+    return 1.0 - accuracy(model, data, inputs, device)
+
+
+def module_criticality(run: Run, train_set, alphas=(0.0, 0.25, 0.5, 0.75, 1.0),
+                       sigmas=(0.001, 0.003, 0.01, 0.03, 0.1), epsilon: float = 0.05,
+                       device=None) -> pd.DataFrame:
+    """Criticality of every stage of ``run``, measured on its training images ``train_set``.
+
+    The constraint is the train 0-1 error (one noise draw per point, BN re-estimated on
+    ``train_set``) ≤ the trained network's own train error + ``epsilon``.  θ^0 is the
+    pretrained point for P-T and the random init for RI-T.  One row per stage: criticality,
+    the minimising α and σ, ‖θ^F − θ^0‖, number of evaluations, and ``epsilon_error`` (the
+    error bound used).
+    """
+    def compute():
+        base = run.model()
+        recalibrate_bn(base, train_set.x, run.arch.inputs, device=device)
+        bound = train_error(base, train_set, run.arch.inputs, device) + epsilon
+        rows = []
+        for i, (stage, prefixes) in enumerate(run.arch.stages.items()):
+            def error(alpha, sigma, prefixes=prefixes, i=i):
+                state = perturb(rewound_state(run.state, run.init, prefixes, alpha), prefixes,
+                                sigma, seed=i)
+                model = run.model(state)
+                recalibrate_bn(model, train_set.x, run.arch.inputs, device=device)
+                return train_error(model, train_set, run.arch.inputs, device)
+            d2 = module_distance2(run.state, run.init, prefixes)
+            found = criticality_search(error, alphas, sigmas, bound, d2)
+            rows.append({"stage": stage, **found, "distance": float(np.sqrt(d2)),
+                         "epsilon_error": bound})
+        return pd.DataFrame(rows)
+    return _cached_frame("transfer-criticality-search",
+                         {"run": run.key, "train": train_set.fingerprint,
+                          "alphas": sorted(alphas), "sigmas": sorted(sigmas),
+                          "epsilon": epsilon}, compute)
+
+
+# --------------------------------------------------------------------------- one target, all pairs
+def seed_pairs(runs: dict, target: str, max_pairs: int | None = None) -> dict:
+    """{(pair type, 'i-j'): (run_a, run_b)} for every seed pair of one target: P-T/P-T and
+    RI-T/RI-T over seed pairs i < j, P-T/RI-T at equal seeds; at most ``max_pairs`` of each."""
+    seeds = sorted({s for (t, _, s, *rest) in runs if t == target and not rest})
+    if len(seeds) < 2:
+        raise ValueError(f"basin analysis needs ≥ 2 seeds per init on {target}, got {seeds}")
+    combos = list(itertools.combinations(seeds, 2))[:max_pairs]
+    pairs = {}
+    for kind, init in (("P-T/P-T", "P-T"), ("RI-T/RI-T", "RI-T")):
+        for i, j in combos:
+            pairs[kind, f"{i}-{j}"] = (runs[target, init, i], runs[target, init, j])
+    for s in seeds[:max_pairs]:
+        pairs["P-T/RI-T", f"{s}-{s}"] = (runs[target, "P-T", s], runs[target, "RI-T", s])
+    return pairs
+
+
+def basin_analysis(runs: dict, target: str, train_images, test_set, points: int = 21,
+                   interpolation_pairs: int | None = None, criticality: dict | None = None,
+                   device=None) -> dict[str, pd.DataFrame]:
+    """CKA per stage, ℓ2 distances, interpolation (≤ ``interpolation_pairs`` pairs of each
+    type) and criticality (of the first seed's P-T and RI-T runs, keyword arguments
+    ``criticality`` for :func:`module_criticality`) for one target.
+
+    ``train_images``: training images (all of the training set, or a seeded subset of it)
+    on which BN statistics are re-estimated and criticality's train error is measured.
+    Returns tables 'cka', 'distances', 'interpolation', 'criticality' with columns ``pair``
+    (type) and ``seeds``.
+    """
+    pairs = seed_pairs(runs, target)
+    cka = pd.concat([pair_cka({kind: ab}, test_set, device).assign(seeds=seeds)
+                     for (kind, seeds), ab in pairs.items()], ignore_index=True)
+    dist = [{"pair": kind, "seeds": seeds, "l2_distance": l2_distance(a.state, b.state, a.arch)}
+            for (kind, seeds), (a, b) in pairs.items()]
+    seeds = sorted({s for (t, _, s, *rest) in runs if t == target and not rest})
+    for s in seeds:
+        pt, ri = runs[target, "P-T", s], runs[target, "RI-T", s]
+        dist.append({"pair": "P-T/pretrained", "seeds": str(s),
+                     "l2_distance": l2_distance(pt.state, pt.init, pt.arch)})
+        dist.append({"pair": "RI-T/its init", "seeds": str(s),
+                     "l2_distance": l2_distance(ri.state, ri.init, ri.arch)})
+    interp = []
+    for (kind, s), (a, b) in seed_pairs(runs, target, interpolation_pairs).items():
+        curve = interpolation_curve(a, b, train_images, test_set, points, device)
+        interp.append(curve.assign(pair=kind, seeds=s, barrier=barrier(curve)))
+    crit = pd.concat([module_criticality(runs[target, init, seeds[0]],
+                                         train_images, device=device,
+                                         **(criticality or {})).assign(init=init)
+                      for init in ("P-T", "RI-T")], ignore_index=True)
+    return {"cka": cka, "distances": pd.DataFrame(dist).assign(dataset=target),
+            "interpolation": pd.concat(interp, ignore_index=True).assign(dataset=target),
+            "criticality": crit.assign(dataset=target)}
+
+
+def mean_ci(values) -> tuple[float, float, int]:
+    """Mean, half-width of the 95% t-interval, and n (half-width NaN for n < 2)."""
+    from scipy import stats
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    n = len(v)
+    if n == 0:
+        return float("nan"), float("nan"), 0
+    if n < 2:
+        return float(v.mean()), float("nan"), 1
+    return (float(v.mean()), float(stats.t.ppf(0.975, n - 1) * v.std(ddof=1) / np.sqrt(n)), n)
+
+
+def pair_summary(basin: dict) -> pd.DataFrame:
+    """Per pair type: mean ± 95% CI over seed pairs of CKA (mean over stages), ℓ2 distance and
+    barrier.  Pairs share runs, so the CIs are approximate (say so next to them)."""
+    per_pair = basin["cka"].groupby(["pair", "seeds"]).cka.mean().rename("cka").reset_index()
+    bars = basin["interpolation"].groupby(["pair", "seeds"]).barrier.first().reset_index()
+    rows = []
+    for pair in dict.fromkeys(list(basin["distances"].pair)):
+        row = {"pair": pair}
+        for name, frame in (("cka", per_pair), ("l2_distance", basin["distances"]),
+                            ("barrier", bars)):
+            if name in frame and pair in set(frame.pair):
+                m, h, n = mean_ci(frame[frame.pair == pair][name])
+                row.update({name: m, f"{name}_ci": h, f"{name}_n": n})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- charts
+def _alt():
+    import altair as alt
+    import diffred.plots  # noqa: F401  (offline renderer)
+    return alt
+
+
+def cka_chart(table: pd.DataFrame):
+    alt = _alt()
+    return alt.Chart(table).mark_line(point=True).encode(
+        x=alt.X("stage:N", sort=None), y=alt.Y("mean(cka):Q", scale=alt.Scale(domain=[0, 1]),
+                                              title="linear CKA (mean over seed pairs)"),
+        color=alt.Color("pair:N", legend=alt.Legend(orient="bottom", columns=1)),
+    ).properties(width=240, height=170, title="Feature similarity per stage")
+
+
+def interpolation_chart(table: pd.DataFrame):
+    alt = _alt()
+    return alt.Chart(table).mark_line(point=True, size=1).encode(
+        x=alt.X("lambda:Q", title="λ"), y=alt.Y("accuracy:Q", title="test accuracy"),
+        color=alt.Color("pair:N", legend=alt.Legend(orient="bottom", columns=1)),
+        detail="seeds:N", tooltip=["pair", "seeds", "lambda", "accuracy", "barrier"],
+    ).properties(width=240, height=170, title="Linear interpolation θ(λ), BN re-estimated")
+
+
+def criticality_chart(table: pd.DataFrame):
+    alt = _alt()
+    shown = table.assign(criticality=table.criticality.replace(np.inf, np.nan))
+    return alt.Chart(shown).mark_bar().encode(
+        x=alt.X("stage:N", sort=None, title=None),
+        y=alt.Y("criticality:Q", scale=alt.Scale(type="symlog"),
+                title="module criticality μ (symlog)"),
+        color="init:N", xOffset="init:N", tooltip=["init", "stage", "criticality", "alpha",
+                                                   "sigma", "evaluations"],
+    ).properties(width=300, height=170, title="Module criticality (0 = rewindable)")
