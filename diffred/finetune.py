@@ -2,8 +2,10 @@
 
 The paper reads the ``[CLS]`` activations of every layer of a model *fine-tuned on the task*
 (repo README, "Extracting Activations"), fine-tuned with the transformers defaults of its time
-(:data:`PAPER_CONFIG`: AdamW, lr 5e-5, 3 epochs, batch 8, max length 128, no warmup, no
-weight decay; the linear decay to 0 is ``run_glue``'s schedule).  :func:`finetune` trains
+(:data:`PAPER_CONFIG`: AdamW with eps 1e-8, lr 5e-5, 3 epochs, batch 8, max length 128, no
+warmup, no weight decay, linear decay to 0 — the authors' copy of transformers'
+``examples/run_glue.py``, ``WarmupLinearSchedule``; that script also clips the gradient norm at
+1.0, which is not done here).  :func:`finetune` trains
 ``AutoModelForSequenceClassification`` on top of a registry encoder on a seeded training
 subset, or fetches the run from ``ArrayStore('checkpoints')`` — the key holds the base
 weights' hash, the subset's fingerprint, the configuration, the seed and this module's code

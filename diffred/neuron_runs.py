@@ -164,21 +164,25 @@ def task_tables(model: str, task: str, n_train: int, n_eval: int | None, *,
 def run_tasks(model_tasks: dict, *, n_train_tokens: int, n_eval_tokens: int,
               n_train_sentences: int, n_eval_sentences: int | None,
               sentence_features: Sequence[str] = ("finetuned", "mean"),
-              n_cluster_tokens: int | None = None, **settings) -> dict[str, pd.DataFrame]:
+              n_cluster_tokens: int | None = None, sweep_models: Sequence[str] | None = None,
+              sweep_thresholds: Sequence[float] = THRESHOLDS, **settings
+              ) -> dict[str, pd.DataFrame]:
     """:func:`task_tables` for every model and its tasks ({model: [task, ...]}), token tasks
-    on ``n_*_tokens`` words (the clustering sweep on ``n_cluster_tokens``), sentence tasks on
-    ``n_*_sentences`` sentences once per entry of ``sentence_features``; the tables of all
-    runs concatenated."""
+    on ``n_*_tokens`` words, sentence tasks on ``n_*_sentences`` sentences once per entry of
+    ``sentence_features``; the per-task clustering sweep (token tasks on ``n_cluster_tokens``
+    words) for the models in ``sweep_models`` (None: all); the tables of all runs
+    concatenated."""
     parts: dict[str, list] = {}
     for model, tasks in model_tasks.items():
+        sweep = sweep_thresholds if sweep_models is None or model in sweep_models else ()
         for task in tasks:
             token = task in TOKEN_TASKS
             for source in (["pretrained"] if token else sentence_features):
                 tables = task_tables(
                     model, task, n_train_tokens if token else n_train_sentences,
                     n_eval_tokens if token else n_eval_sentences,
-                    source="cls" if token else source,
-                    n_cluster=n_cluster_tokens if token else None, **settings)
+                    source="cls" if token else source, sweep_thresholds=sweep,
+                    n_cluster=n_cluster_tokens if token and len(sweep) else None, **settings)
                 for name, df in tables.items():
                     parts.setdefault(name, []).append(df)
     return {name: pd.concat(dfs, ignore_index=True) for name, dfs in parts.items()}

@@ -5,13 +5,17 @@ General redundancy
     :func:`~diffred.similarity.neuron_correlation` — Pearson ρ between all neurons, streamed
     over the row chunks of :func:`layer_chunks`; :func:`~diffred.similarity.correlation_linkage`
     + :func:`clusters_at` — average-linkage clustering on 1 − |ρ|, cut at a threshold c;
-    :func:`redundancy_curve` — % of neurons redundant vs c.
+    :func:`cluster_representatives` — one random (seeded) neuron per cluster, as the authors'
+    ``extract_independent_neurons``; :func:`redundancy_curve` — % of neurons redundant vs c;
+    :func:`cluster_sweep` — the same on a task's data with the probe retrained at every c.
 Task-specific pipeline (:func:`task_redundancy`)
     oracle probe on all layers → :class:`LayerSelector` (lowest layer l whose prefix 0..l
     keeps ≥ (1 − δ_L%) of the oracle's dev accuracy) → correlation clustering of the kept
-    neurons → elastic-net ranking (:func:`rank_neurons`) → :func:`minimal_neuron_set` (the
-    smallest top-k% of the ranking keeping ≥ (1 − δ_N%) of the dev accuracy), with a
-    random-selection baseline and :func:`probe_cost` for the efficiency comparison.
+    neurons → elastic-net ranking (:func:`rank_neurons`, the authors' objective) →
+    :func:`minimal_neuron_set` (the smallest top-k% of the ranking keeping ≥ (1 − δ_N%) of the
+    dev accuracy), with a random-selection baseline, :func:`probe_cost` for the efficiency
+    comparison and the noise of every row (:func:`signal_check`, the dev standard error).
+The chapter's cached verbs over models and tasks: :mod:`diffred.neuron_runs`.
 """
 from __future__ import annotations
 
