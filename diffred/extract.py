@@ -53,9 +53,9 @@ class Features:
 
 
 # --------------------------------------------------------------------------- public API
-def features(model: str, dataset: str | Data, split: str = "train", layer="penultimate", *,
-             n_per_class: int | None = None, n: int | None = None, seed: int = 0,
-             pooling: str = "mean", resolution: int | None = None, views: int = 0,
+def features(model: str | Backbone, dataset: str | Data, split: str = "train",
+             layer="penultimate", *, n_per_class: int | None = None, n: int | None = None,
+             seed: int = 0, pooling: str = "mean", resolution: int | None = None, views: int = 0,
              batch_size: int | None = None, device: str | None = None,
              precision: str | None = None, progress: bool = True) -> Features:
     """Features of ``layer`` of ``model`` on a dataset split (cached).
@@ -67,15 +67,20 @@ def features(model: str, dataset: str | Data, split: str = "train", layer="penul
     ``precision``: "auto" (bf16 only where the CPU has it and it is faithful for the model,
     else the fastest float32 path), "fp32" (today's exact path and cache key) or "bf16";
     None: :func:`diffred.precision.setting` (a chapter's ``precision`` parameter).
+    ``model``: a registry name, or a loaded text :class:`~diffred.models.Backbone` (e.g. a
+    fine-tuned encoder, :mod:`diffred.finetune`) cached under its name and fingerprint.
     """
     data = dataset if isinstance(dataset, Data) else load_dataset(
         dataset, split, n_per_class=n_per_class, n=n, seed=seed)
     many = isinstance(layer, (list, tuple)) or layer == "all"
     layers = list(layer) if isinstance(layer, (list, tuple)) else [layer]
-    kind = model_kind(model)
+    # a loaded Backbone (e.g. a fine-tuned encoder) is cached under its name and fingerprint
+    backbone = model if isinstance(model, Backbone) else None
+    model = backbone.name if backbone else model
+    kind = backbone.kind if backbone else model_kind(model)
     _check_model_data(model, kind, data)
     if kind == "text":
-        layers = _text_layers(model, layers)
+        layers = _text_layers(backbone or model, layers)
         pooling = "last" if data.kind == "tokens" else pooling
         if data.kind != "tokens":
             check_choice("pooling", pooling, SENTENCE_POOLINGS)
@@ -83,8 +88,8 @@ def features(model: str, dataset: str | Data, split: str = "train", layer="penul
         raise ValueError("views (augmented views) are only defined for vision models")
     device = device or default_device()
     path = resolve(precision, device, model, kind)
-    fingerprint = model_fingerprint(model)
-    backbone = None if fingerprint else load_model(model)
+    fingerprint = backbone.fingerprint if backbone else model_fingerprint(model)
+    backbone = backbone or (None if fingerprint else load_model(model))
     fingerprint = fingerprint or backbone.fingerprint
     base = {"model": model, "weights": fingerprint, "data": data.fingerprint,
             "dataset": data.name, "split": data.split, "subset": data.subset, "n": len(data),
@@ -131,8 +136,10 @@ def _text_layers(model, layers):
     return out
 
 
-def text_num_layers(model: str) -> int:
-    """Number of transformer blocks L (hidden states are 0..L)."""
+def text_num_layers(model) -> int:
+    """Number of transformer blocks L (hidden states are 0..L); model: name or Backbone."""
+    if isinstance(model, Backbone):
+        return model.num_layers
     if model in MODELS:
         return MODELS[model].inputs["num_layers"]
     return load_model(model).num_layers

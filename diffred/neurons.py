@@ -5,13 +5,17 @@ General redundancy
     :func:`~diffred.similarity.neuron_correlation` — Pearson ρ between all neurons, streamed
     over the row chunks of :func:`layer_chunks`; :func:`~diffred.similarity.correlation_linkage`
     + :func:`clusters_at` — average-linkage clustering on 1 − |ρ|, cut at a threshold c;
-    :func:`redundancy_curve` — % of neurons redundant vs c.
+    :func:`cluster_representatives` — one random (seeded) neuron per cluster, as the authors'
+    ``extract_independent_neurons``; :func:`redundancy_curve` — % of neurons redundant vs c;
+    :func:`cluster_sweep` — the same on a task's data with the probe retrained at every c.
 Task-specific pipeline (:func:`task_redundancy`)
     oracle probe on all layers → :class:`LayerSelector` (lowest layer l whose prefix 0..l
     keeps ≥ (1 − δ_L%) of the oracle's dev accuracy) → correlation clustering of the kept
-    neurons → elastic-net ranking (:func:`rank_neurons`) → :func:`minimal_neuron_set` (the
-    smallest top-k% of the ranking keeping ≥ (1 − δ_N%) of the dev accuracy), with a
-    random-selection baseline and :func:`probe_cost` for the efficiency comparison.
+    neurons → elastic-net ranking (:func:`rank_neurons`, the authors' objective) →
+    :func:`minimal_neuron_set` (the smallest top-k% of the ranking keeping ≥ (1 − δ_N%) of the
+    dev accuracy), with a random-selection baseline, :func:`probe_cost` for the efficiency
+    comparison and the noise of every row (:func:`signal_check`, the dev standard error).
+The chapter's cached verbs over models and tasks: :mod:`diffred.neuron_runs`.
 """
 from __future__ import annotations
 
@@ -85,10 +89,18 @@ def clusters_at(Z: np.ndarray, threshold: float) -> np.ndarray:
     return fcluster(Z, t=threshold, criterion="distance")
 
 
-def cluster_representatives(labels: np.ndarray) -> np.ndarray:
-    """One neuron per cluster — the lowest index (the earliest layer) — sorted: (K,)."""
-    _, first = np.unique(labels, return_index=True)
-    return np.sort(first)
+def cluster_representatives(labels: np.ndarray, seed: int = 0) -> np.ndarray:
+    """One neuron per cluster, drawn uniformly at random among its members (seeded), as the
+    authors' ``extract_independent_neurons`` does; sorted: (K,)."""
+    labels = np.asarray(labels)
+    order = np.lexsort((np.random.default_rng(seed).random(len(labels)), labels))
+    first = np.r_[True, labels[order][1:] != labels[order][:-1]]
+    return np.sort(order[first])
+
+
+def layer_counts(columns: np.ndarray, width: int, n_layers: int) -> np.ndarray:
+    """How many of ``columns`` (indices into layer-major features) lie in each layer: (L+1,)."""
+    return np.bincount(np.asarray(columns) // width, minlength=n_layers)
 
 
 def redundancy_curve(Z: np.ndarray, thresholds: Sequence[float]) -> pd.DataFrame:
@@ -136,11 +148,14 @@ class TaskData:
         return np.arange((upto + 1) * self.width)
 
 
-def load_task(model: str, task: str, n_train: int | None, n_dev: int | None,
+def load_task(model, task: str, n_train: int | None, n_dev: int | None,
               n_test: int | None, pooling: str = "cls", seed: int = 0,
-              device: str | None = None, progress: bool = False) -> TaskData:
+              device: str | None = None, progress: bool = False,
+              label: str | None = None) -> TaskData:
     """Features of every layer (cached) on the train / dev / test splits of a task.
 
+    model: a registry name or a loaded text Backbone (e.g. :mod:`diffred.finetune`'s
+    encoder); label: what ``meta['features']`` calls these features (default: the pooling).
     Token tasks take the first n words of each split (the authors: first 150k training
     tokens), rows = words (last sub-token); sentence tasks take seeded subsets of n sentences
     (dev = 10% of the official train set, test = the official dev set) pooled by ``pooling``.
@@ -158,11 +173,13 @@ def load_task(model: str, task: str, n_train: int | None, n_dev: int | None,
                         np.asarray(layers[0].y))
         meta = layers[0].meta
     classes, width = layers[0].classes, layers[0].X.shape[1]
-    return TaskData(task, model, *parts["train"], *parts["dev"], *parts["test"], classes, width,
-                    {"model": model, "weights": meta.get("weights"), "dataset": task,
+    name = getattr(model, "name", model)
+    pooled = "last-subtoken" if token else pooling
+    return TaskData(task, name, *parts["train"], *parts["dev"], *parts["test"], classes, width,
+                    {"model": name, "weights": meta.get("weights"), "dataset": task,
                      "n_train": len(parts["train"][1]), "n_dev": len(parts["dev"][1]),
-                     "n_test": len(parts["test"][1]), "seed": seed,
-                     "pooling": "last-subtoken" if token else pooling})
+                     "n_test": len(parts["test"][1]), "seed": seed, "pooling": pooled,
+                     "features": label or pooled})
 
 
 # ============================================================================ probes
@@ -213,18 +230,19 @@ class LayerSelector:
 
 # ============================================================================ ranking
 def rank_neurons(X: np.ndarray, y: np.ndarray, n_classes: int | None = None,
-                 l1: float = 1e-5, l2: float = 1e-5, epochs: int = 10, batch_size: int = 128,
-                 lr: float = 1e-3, seed: int = 0, device: str | None = None) -> np.ndarray:
-    """Neuron ranking from an elastic-net softmax probe, most important first: (D,).
+                 l1: float = 1e-5, l2: float = 1e-5, max_iter: int = 2000, tol: float = 1e-4,
+                 device: str | None = None) -> tuple[np.ndarray, dict]:
+    """Neuron ranking from the elastic-net softmax probe, most important first: (D,), and
+    the solver's ``info`` (objective, iterations, gradient mapping, converged).
 
-    Trains logits = x̂ W + b (x̂ standardised) with Adam on
-    mean CE + l1·‖W‖₁ + l2·‖W‖₂² (the authors: λ1 = λ2 = 1e-5, 10 epochs, batch 128), then
-    orders neurons by :func:`weight_mass_order`.  X: (N, D); y: (N,) int.
-    The probe: :func:`diffred.probe.fit_elastic_net`."""
+    The probe (:func:`diffred.probe.fit_elastic_net`) minimises the authors' objective
+    mean CE(x W + b) + l1·‖W‖₁ + l2·‖W‖₂ (the norm, λ1 = λ2 = 1e-5, raw activations) to a
+    gradient-mapping tolerance; neurons are ordered by :func:`weight_mass_order`.
+    X: (N, D); y: (N,) int."""
     from .probe import fit_elastic_net
-    W, _ = fit_elastic_net(X, y, n_classes, l1=l1, l2=l2, epochs=epochs, batch_size=batch_size,
-                           lr=lr, seed=seed, device=device)
-    return weight_mass_order(W)
+    W, _, info = fit_elastic_net(X, y, n_classes, l1=l1, l2=l2, max_iter=max_iter, tol=tol,
+                                 device=device)
+    return weight_mass_order(W), info
 
 
 def weight_mass_order(W: np.ndarray) -> np.ndarray:
@@ -297,56 +315,108 @@ def probe_cost(task: TaskData, columns: np.ndarray, C: float = 1.0, max_iter: in
 class TaskRedundancy:
     """Results of :func:`task_redundancy`: ``summary`` (one row per δ pair), ``curves``
     (accuracy vs k% per selected layer, ranked and random), ``layers`` (prefix probes),
-    ``cost`` (oracle vs minimal-set probe at the first δ pair)."""
+    ``cost`` (oracle vs minimal-set probe at the first δ pair), ``kept_layers`` (neurons per
+    layer after clustering, per selected layer), ``sweep`` (:func:`cluster_sweep`)."""
     summary: pd.DataFrame
     curves: pd.DataFrame
     layers: pd.DataFrame
     cost: pd.DataFrame
+    kept_layers: pd.DataFrame
+    sweep: pd.DataFrame
+
+
+def signal_check(task: TaskData, oracle_test: float, z: float = 1.96) -> dict:
+    """Whether a task has usable signal: the majority-class rate on test (majority class of
+    the training labels), the oracle's 95% CI half-width z·√(p(1−p)/n_test), and
+    ``near_chance`` = the oracle's CI reaches the majority rate."""
+    majority = np.bincount(task.y_train).argmax()
+    rate = float(np.mean(task.y_test == majority))
+    half = z * np.sqrt(oracle_test * (1 - oracle_test) / len(task.y_test))
+    return {"majority_test": rate, "oracle_ci": float(half),
+            "near_chance": bool(oracle_test - half <= rate)}
+
+
+def cluster_sweep(task: TaskData, thresholds: Sequence[float], corr_rows=None, seed: int = 0,
+                  C: float = 1.0, max_iter: int = 300, device: str | None = None
+                  ) -> pd.DataFrame:
+    """General redundancy on the task's data with the probe retrained at every threshold
+    (the authors' Section 5.2 protocol): correlation clustering of ALL neurons, one random
+    representative per cluster, a probe on the representatives.
+
+    corr_rows: the layer arrays the correlation is streamed from (default the task's training
+    features; e.g. the first 150k training tokens).  Rows: threshold (−1 = no clustering),
+    neurons kept, pct_redundant, dev_acc, test_acc."""
+    layers = corr_rows if corr_rows is not None else [task.X_train]
+    Z = correlation_linkage(neuron_correlation(layer_chunks(layers), device))
+    D, views, rows = task.n_neurons, [np.arange(task.n_neurons)], [(-1.0, task.n_neurons)]
+    for c in thresholds:
+        kept = cluster_representatives(clusters_at(Z, c), seed)
+        views.append(kept)
+        rows.append((float(c), len(kept)))
+    dev, test = dev_test_accuracy(task, views, C, max_iter, device)
+    df = pd.DataFrame(rows, columns=["threshold", "neurons_kept"])
+    df["pct_redundant"] = 100.0 * (D - df.neurons_kept) / D
+    df["dev_acc"], df["test_acc"] = dev, test
+    return df.assign(corr_rows=int(len(layers[0])))
 
 
 def task_redundancy(task: TaskData, deltas: Sequence[tuple] = DELTAS, threshold: float = 0.3,
                     percentages: Sequence[float] = PERCENTAGES, random_seeds: int = 1,
                     C: float = 1.0, max_iter: int = 300, device: str | None = None,
-                    seed: int = 0) -> TaskRedundancy:
-    """Dalvi et al.'s task-specific pipeline for every (δ_L, δ_N) pair in ``deltas``.
+                    seed: int = 0, sweep_thresholds: Sequence[float] = (),
+                    sweep_rows=None) -> TaskRedundancy:
+    """Dalvi et al.'s task-specific pipeline for every (δ_L, δ_N) pair in ``deltas``, and the
+    per-task :func:`cluster_sweep` at ``sweep_thresholds`` (on ``sweep_rows``).
 
     Steps share work: the prefix probes are fitted once; clustering, ranking and the k% search
-    run once per distinct selected layer."""
+    run once per distinct selected layer.  Every summary row carries its noise: the dev
+    standard error of the δ_N baseline (``dev_se``) beside the δ_N margin (``delta_resolved``
+    when the margin exceeds it) and :func:`signal_check`."""
     selector = LayerSelector(C, max_iter, device).fit(task)
     prov = {**task.meta, "threshold": threshold}
-    per_layer, summary, curves = {}, [], []
+    signal = signal_check(task, selector.oracle_test)
+    per_layer, summary, curves, kept_layers = {}, [], [], []
     for d_layer, d_neuron in deltas:
         top = selector.select(d_layer)
         if top not in per_layer:
             cols = task.layer_columns(top)
             corr = neuron_correlation(layer_chunks([task.X_train[:, cols]]), device)
             kept = cols[cluster_representatives(clusters_at(correlation_linkage(corr),
-                                                            threshold))]
-            order = rank_neurons(task.X_train[:, kept], task.y_train, len(task.classes),
-                                 seed=seed, device=device)
+                                                            threshold), seed)]
+            order, info = rank_neurons(task.X_train[:, kept], task.y_train, len(task.classes),
+                                       device=device)
             curve = minimal_neuron_set(task, kept, order, 0.0, percentages, random_seeds,
                                        C=C, max_iter=max_iter, device=device, seed=seed)
             # the probe on all kept neurons (the k = K row) is the δ_N baseline
             base_dev = float(curve[(curve.k == len(kept)) & (curve.method == "ranked")].dev_acc.iloc[0])
             curve.insert(0, "selected_layer", top)
-            per_layer[top] = (kept, base_dev, order, curve)
+            per_layer[top] = (kept, base_dev, order, curve, info)
             curves.append(curve)
-        kept, base_dev, order, curve = per_layer[top]
+            counts = layer_counts(kept, task.width, task.n_layers)
+            kept_layers.append(pd.DataFrame({"selected_layer": top, "layer": np.arange(len(counts)),
+                                             "neurons_kept": counts}))
+        kept, base_dev, order, curve, info = per_layer[top]
         target = (1 - d_neuron / 100) * base_dev
         ranked = curve[curve.method == "ranked"]
         hit = ranked[ranked.dev_acc >= target]
         best = hit.iloc[0] if len(hit) else ranked.iloc[-1]
+        dev_se = float(np.sqrt(base_dev * (1 - base_dev) / len(task.y_dev)))
         summary.append({**prov, "delta_layer": d_layer, "delta_neuron": d_neuron,
                         "oracle_dev": selector.oracle_dev, "oracle_test": selector.oracle_test,
-                        "neurons_total": task.n_neurons, "selected_layer": top,
+                        **signal, "neurons_total": task.n_neurons, "selected_layer": top,
                         "neurons_after_ls": len(task.layer_columns(top)),
                         "neurons_after_cc": len(kept), "base_dev": base_dev,
+                        "dev_se": dev_se, "delta_margin": base_dev - target,
+                        "delta_resolved": bool(base_dev - target > dev_se),
+                        "ranking_converged": info["converged"],
+                        "ranking_iterations": info["iterations"],
+                        "ranking_gradient_mapping": info["gradient_mapping"],
                         "minimal_k": int(best.k), "minimal_pct": float(best.pct),
                         "minimal_dev": float(best.dev_acc), "minimal_test": float(best.test_acc),
                         "pct_of_oracle": 100 * float(best.test_acc) / selector.oracle_test,
                         "pct_removable": 100 * (1 - best.k / task.n_neurons)})
     curves = pd.concat(curves, ignore_index=True)
-    for key in ("model", "dataset", "weights"):
+    for key in ("model", "dataset", "weights", "features"):
         curves[key] = prov.get(key)
     first = summary[0]
     top = first["selected_layer"]
@@ -354,8 +424,13 @@ def task_redundancy(task: TaskData, deltas: Sequence[tuple] = DELTAS, threshold:
     cost = pd.DataFrame([{**prov, "probe": name, **probe_cost(task, cols, C, max_iter, device)}
                          for name, cols in (("oracle (all layers)", np.arange(task.n_neurons)),
                                             (f"minimal set δ={deltas[0]}", minimal_cols))])
-    layers = selector.table().assign(model=task.model, dataset=task.task)
-    return TaskRedundancy(pd.DataFrame(summary), curves, layers, cost)
+    ident = {"model": task.model, "dataset": task.task, "features": prov.get("features")}
+    layers = selector.table().assign(**ident)
+    kept_layers = pd.concat(kept_layers, ignore_index=True).assign(**ident)
+    sweep = cluster_sweep(task, sweep_thresholds, sweep_rows, seed, C, max_iter, device) \
+        if len(sweep_thresholds) else pd.DataFrame()
+    return TaskRedundancy(pd.DataFrame(summary), curves, layers, cost, kept_layers,
+                          sweep.assign(**ident) if len(sweep) else sweep)
 
 
 # ============================================================================ charts
@@ -399,133 +474,3 @@ def selection_chart(curves: pd.DataFrame):
     ).properties(width=170, height=130).facet(   # three panels a row fit the content column
         facet=alt.Facet("panel:N", title=None), columns=3
     ).resolve_scale(y="independent").properties(title="Minimal neuron sets: ranked vs random")
-
-
-# ============================================================================ chapter verbs
-#: the paper's headline claims (Dalvi et al., EMNLP 2020; BERT-base / XLNet-base, 150k tokens)
-PAPER_CLAIMS = {"general_pct_redundant": 85.0, "task_pct_removable": 92.0,
-                "pct_of_oracle": 97.0, "pct_neurons_at_97": 10.0}
-
-
-def general_redundancy(model: str, dataset: str = "ud_pos", n: int = 5000,
-                       thresholds: Sequence[float] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
-                       chunk_rows: int = 4096, device: str | None = None,
-                       progress: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Layer CKA table and % redundant vs threshold for ALL neurons of ``model``.
-
-    Features of every layer (first ``n`` words of ``dataset``'s train split) are read from the
-    cache layer by layer in chunks of ``chunk_rows`` rows; returns (similarity, curve), both
-    with provenance columns."""
-    from .extract import features
-    feats = features(model, dataset, "train", layer="all", n=n, device=device, progress=progress)
-    layers = [feats[k].X for k in sorted(feats)]
-    meta = feats[0].meta
-    prov = {"model": model, "weights": meta.get("weights"), "dataset": dataset,
-            "rows": len(layers[0]), "neurons_total": sum(X.shape[1] for X in layers)}
-    sim = layer_similarity(layers).assign(**prov)
-    Z = correlation_linkage(neuron_correlation(layer_chunks(layers, chunk_rows), device))
-    return sim, redundancy_curve(Z, thresholds).assign(**prov)
-
-
-def paper_vs_run(general: pd.DataFrame, summary: pd.DataFrame, threshold: float = 0.3,
-                 delta=(1, 1)) -> pd.DataFrame:
-    """The paper's claims next to this run's measurements (one row per claim and model).
-
-    general: :func:`redundancy_curve` rows of every model; summary: task summaries."""
-    rows = []
-    for model, g in general.groupby("model"):
-        at = g.iloc[(g.threshold - threshold).abs().argmin()]
-        rows.append({"claim": f"% neurons redundant overall (c={threshold})", "model": model,
-                     "paper": PAPER_CLAIMS["general_pct_redundant"],
-                     "this run": round(float(at.pct_redundant), 1)})
-    s = summary[(summary.delta_layer == delta[0]) & (summary.delta_neuron == delta[1])]
-    for model, g in s.groupby("model"):
-        rows.append({"claim": f"% neurons removable per task (min over tasks, δ={delta})",
-                     "model": model, "paper": PAPER_CLAIMS["task_pct_removable"],
-                     "this run": round(float(g.pct_removable.min()), 1)})
-        rows.append({"claim": f"% of oracle accuracy kept (mean over tasks, δ={delta})",
-                     "model": model, "paper": PAPER_CLAIMS["pct_of_oracle"],
-                     "this run": round(float(g.pct_of_oracle.mean()), 1)})
-        rows.append({"claim": "% of neurons used (max over tasks)", "model": model,
-                     "paper": PAPER_CLAIMS["pct_neurons_at_97"],
-                     "this run": round(float(g.minimal_pct.max()), 2)})
-    return pd.DataFrame(rows)
-
-
-# ============================================================================ cached chapter verbs
-def _feature_keys(model: str, dataset: str, split: str, n: int | None, seed: int = 0,
-                  pooling: str = "cls", device: str | None = None,
-                  progress: bool = False) -> list[str]:
-    """Content keys of every layer's cached features (extracted on a miss): what a result
-    computed from them depends on — weights hash, data subset, preprocessing."""
-    from .extract import features
-    feats = features(model, dataset, split, layer="all", n=n, seed=seed, pooling=pooling,
-                     device=device, progress=progress)
-    return [feats[k].meta["key"] for k in sorted(feats)]
-
-
-def general_tables(model: str, dataset: str = "ud_pos", n: int = 5000,
-                   thresholds: Sequence[float] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
-                   device: str | None = None, progress: bool = False
-                   ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """:func:`general_redundancy`, answered from the result cache when the features, the
-    thresholds and the code are unchanged (a warm rebuild clusters nothing)."""
-    import sys
-
-    from . import similarity
-    from .cache import cached_tables
-    spec = {"model": model, "features": _feature_keys(model, dataset, "train", n, device=device,
-                                                      progress=progress),
-            "thresholds": [float(t) for t in thresholds]}
-
-    def compute():
-        sim, curve = general_redundancy(model, dataset, n, thresholds, device=device,
-                                        progress=progress)
-        return {"similarity": sim, "curve": curve}
-    tables = cached_tables("general-redundancy", spec, compute,
-                           code=(sys.modules[__name__], similarity))
-    return tables["similarity"], tables["curve"]
-
-
-def task_tables(model: str, task: str, n_train: int, n_eval: int, *, pooling: str = "cls",
-                seed: int = 0, deltas: Sequence[tuple] = DELTAS, threshold: float = 0.3,
-                percentages: Sequence[float] = PERCENTAGES, random_seeds: int = 1,
-                C: float = 1.0, max_iter: int = 300, device: str | None = None,
-                progress: bool = False) -> dict[str, pd.DataFrame]:
-    """:func:`task_redundancy` of one model and task as tables (summary, curves, layers,
-    cost), from the result cache when the features, the settings and the code are unchanged."""
-    import sys
-
-    from . import probe, similarity
-    from .cache import cached_tables
-    keys = {split: _feature_keys(model, task, split, n, seed, pooling, device, progress)
-            for split, n in (("train", n_train), ("dev", n_eval), ("test", n_eval))}
-    spec = {"model": model, "task": task, "features": keys, "pooling": pooling, "seed": seed,
-            "deltas": [list(d) for d in deltas], "threshold": threshold,
-            "percentages": [float(p) for p in percentages], "random_seeds": random_seeds,
-            "C": C, "max_iter": max_iter}
-
-    def compute():
-        data = load_task(model, task, n_train, n_eval, n_eval, pooling, seed, device, progress)
-        r = task_redundancy(data, [tuple(d) for d in deltas], threshold, percentages,
-                            random_seeds, C, max_iter, device, seed)
-        return {"summary": r.summary, "curves": r.curves, "layers": r.layers, "cost": r.cost}
-    return cached_tables("task-redundancy", spec, compute,
-                         code=(sys.modules[__name__], *probe.CODE, similarity))
-
-
-def run_tasks(model_tasks: dict, *, n_train_tokens: int, n_eval_tokens: int,
-              n_train_sentences: int, n_eval_sentences: int, **settings
-              ) -> dict[str, pd.DataFrame]:
-    """:func:`task_tables` for every model and its tasks ({model: [task, ...]}), token tasks
-    on ``n_*_tokens`` words and sentence tasks on ``n_*_sentences`` sentences; the tables of
-    all runs concatenated (summary, curves, layers, cost)."""
-    parts: dict[str, list] = {}
-    for model, tasks in model_tasks.items():
-        for task in tasks:
-            token = task in TOKEN_TASKS
-            tables = task_tables(model, task, n_train_tokens if token else n_train_sentences,
-                                 n_eval_tokens if token else n_eval_sentences, **settings)
-            for name, df in tables.items():
-                parts.setdefault(name, []).append(df)
-    return {name: pd.concat(dfs, ignore_index=True) for name, dfs in parts.items()}

@@ -59,8 +59,11 @@ def check_01(t: dict, p: dict):
 
 def check_02(t: dict, p: dict):
     summary = t["task_summary"]
-    assert len(summary) == len(p["tasks"]) * len(p["delta_pairs"])
-    assert _one_row_per(summary, ["model", "dataset", "delta_layer", "delta_neuron"])
+    runs = sum(1 if task in ("ud_pos", "conll2000_chunk", "conll2003_ner")
+               else len(p["sentence_features"]) for task in p["tasks"])
+    assert len(summary) == runs * len(p["delta_pairs"])
+    assert _one_row_per(summary, ["model", "dataset", "features", "delta_layer", "delta_neuron"])
+    assert summary.near_chance.isin([True, False]).all() and _in(summary.majority_test, 0, 1)
     assert _in(summary.oracle_test, 0, 1) and _in(summary.minimal_test, 0, 1)
     assert (summary.minimal_k <= summary.neurons_after_cc).all()
     assert (summary.neurons_after_cc <= summary.neurons_after_ls).all()
@@ -74,7 +77,9 @@ def check_02(t: dict, p: dict):
     assert np.allclose(sim[sim.layer_a == sim.layer_b].cka, 1.0) and _in(sim.cka, -1e-6, 1 + 1e-6)
     curves = t["selection_curves"]
     assert set(curves.method) == {"ranked", "random"} and _in(curves.test_acc, 0, 1)
-    assert len(t["probe_cost"]) == 2 * len(p["tasks"])
+    assert len(t["probe_cost"]) == 2 * runs
+    sweep = t["task_cluster_sweep"]
+    assert len(sweep) == runs * (len(p["thresholds"]) + 1) and _in(sweep.test_acc, 0, 1)
     assert t["paper_vs_run"]["this run"].notna().all()
 
 
