@@ -336,6 +336,9 @@ def signal_check(task: TaskData, oracle_test: float, z: float = 1.96) -> dict:
             "near_chance": bool(oracle_test - half <= rate)}
 
 
+SWEEP_COLUMNS = ["threshold", "neurons_kept", "pct_redundant", "dev_acc", "test_acc", "corr_rows"]
+
+
 def cluster_sweep(task: TaskData, thresholds: Sequence[float], corr_rows=None, seed: int = 0,
                   C: float = 1.0, max_iter: int = 300, device: str | None = None
                   ) -> pd.DataFrame:
@@ -427,10 +430,11 @@ def task_redundancy(task: TaskData, deltas: Sequence[tuple] = DELTAS, threshold:
     ident = {"model": task.model, "dataset": task.task, "features": prov.get("features")}
     layers = selector.table().assign(**ident)
     kept_layers = pd.concat(kept_layers, ignore_index=True).assign(**ident)
+    # no thresholds: an empty table that keeps its columns (it round-trips through CSV)
     sweep = cluster_sweep(task, sweep_thresholds, sweep_rows, seed, C, max_iter, device) \
-        if len(sweep_thresholds) else pd.DataFrame()
+        if len(sweep_thresholds) else pd.DataFrame(columns=SWEEP_COLUMNS)
     return TaskRedundancy(pd.DataFrame(summary), curves, layers, cost, kept_layers,
-                          sweep.assign(**ident) if len(sweep) else sweep)
+                          sweep.assign(**ident))
 
 
 # ============================================================================ charts
