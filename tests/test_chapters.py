@@ -88,7 +88,8 @@ def check_03(t: dict, p: dict):
     assert _one_row_per(curves, ["model", "dataset", "shots", "ranking", "k"])
     assert _in(curves.acc, 0, 1) and (curves.ci95 >= 0).all()
     assert set(curves.ranking) == {"oracle", "random"} and set(curves.shots) <= set(p["shots"])
-    assert (curves.n_episodes == p["n_episodes"]).all()
+    expected = np.where(curves.shots == 1, p["n_episodes"], p["n_episodes_high_shot"])
+    assert (curves.n_episodes == expected).all()
     conf = t["confounders"]
     assert _one_row_per(conf, ["dim"]) and set(conf.effect) <= {
         "dropping helps", "no clear effect", "dropping hurts"}
