@@ -63,7 +63,8 @@ def stage_features(run: Run, x: torch.Tensor, device=None, batch_size: int = 256
 
 
 def pair_cka(pairs: dict, test_set, device=None) -> pd.DataFrame:
-    """Linear CKA per stage for named run pairs {name: (run_a, run_b)}."""
+    """Linear CKA per stage for named run pairs {name: (run_a, run_b)}; each run's stage
+    features are computed once however many pairs it is in."""
     rows, cache = [], {}
     for name, (a, b) in pairs.items():
         for run in (a, b):
@@ -251,8 +252,10 @@ def basin_analysis(runs: dict, target: str, train_images, test_set, points: int 
     (type) and ``seeds``.
     """
     pairs = seed_pairs(runs, target)
-    cka = pd.concat([pair_cka({kind: ab}, test_set, device).assign(seeds=seeds)
-                     for (kind, seeds), ab in pairs.items()], ignore_index=True)
+    # one call: every run's stage features are computed once, not once per pair it is in
+    cka = pair_cka(pairs, test_set, device)
+    cka["seeds"] = [seeds for _, seeds in cka.pair]
+    cka["pair"] = [kind for kind, _ in cka.pair]
     dist = [{"pair": kind, "seeds": seeds, "l2_distance": l2_distance(a.state, b.state, a.arch)}
             for (kind, seeds), (a, b) in pairs.items()]
     seeds = sorted({s for (t, _, s, *rest) in runs if t == target and not rest})
