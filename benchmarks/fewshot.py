@@ -5,8 +5,9 @@ chapter 3), same episodes, L2-normalised features, C = 1, 5-way and the precurso
 all 1280 dimensions and the top-1% width.  scikit-learn fits
 ``LogisticRegression(C=1, max_iter=1000)`` one episode at a time, as the precursor code does;
 diffred solves all episodes as one tensor problem, timed with 1 and with 2 torch threads
-(chapter 3 runs its solvers with one: :func:`diffred.fewshot.one_thread`).  Also reports how
-often the two agree on a query's predicted class.
+(chapter 3's ``threads`` parameter; idle here, 2 threads ran 1.5-2.3x faster than 1, while on
+2 cores shared with other jobs one thread was much faster).  Also reports how often the two
+agree on a query's predicted class.
 
     nice -n 10 flock /tmp/diffred-heavy.lock .venv/bin/python benchmarks/fewshot.py
 """

@@ -181,7 +181,7 @@ SCHEMAS: dict[str, Schema] = {s.chapter: s for s in [
         "fdr": Float(0, 1, open_low=True, open_high=True), "simulation_shots": ListOf(Int(1)),
         "confounder_backbone": model_names("vision"),
         "confounder_dataset": dataset_names("image"), "seed": Int(0), "device": _DEVICE,
-        "precision": _PRECISION,
+        "precision": _PRECISION, "threads": Int(1, optional=True),
     }, (_subset("confounder_backbone", "backbones"), _subset("confounder_dataset", "datasets"),
         _mask_shots)),
     Schema("04_transfer_basin", {
@@ -265,6 +265,9 @@ class Chapter:
         namespace.update(self.params)
         from . import precision
         precision.use(self.params["precision"])
+        if self.params.get("threads") is not None:      # a chapter's `threads` parameter
+            import torch
+            torch.set_num_threads(self.params["threads"])
         _prov.quiet()
         from . import plots
         from .results import ResultSet

@@ -25,7 +25,6 @@ L2-normalise each feature vector, then fit ``LogisticRegression(C=1)`` (no stand
 """
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,23 +44,6 @@ EPS = 1e-12
 def _torch():
     import torch
     return torch
-
-
-def one_thread(fn):
-    """Run ``fn`` with one torch CPU thread (restored after).  The episode solvers issue many
-    small batched ops, for which a second thread buys nothing and, on a busy machine, costs a
-    lot: on 2 shared cores (load 4), 5-way 20-shot LR ran at 122 episodes/s with one thread
-    vs 6 with two (benchmarks/fewshot.py measures both).  GPU runs are unaffected."""
-    @functools.wraps(fn)
-    def run(*args, **kwargs):
-        torch = _torch()
-        before = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            torch.set_num_threads(before)
-    return run
 
 
 # --------------------------------------------------------------------------- the pool
@@ -349,7 +331,6 @@ def _widths(fractions, D):
 
 
 @cached_table("fewshot", code=(*probe.CODE, fewshot_stats))
-@one_thread
 def fraction_curves(pool: Pool, shots=(1, 5, 10, 20),
                     fractions=(0.005, 0.01, 0.02, 0.05, 0.2, 1.0), *, n_way: int = 5,
                     n_query: int = 15, n_episodes: int = 600, seed: int = 0,
@@ -409,7 +390,6 @@ def fraction_curves(pool: Pool, shots=(1, 5, 10, 20),
 
 
 @cached_table("fewshot", code=(*probe.CODE, fewshot_stats))
-@one_thread
 def precursor_two_way(pool: Pool, shots=(1, 5), *, n_query: int = 15, n_episodes: int = 2000,
                       seed: int = 0, episode_batch: int = 500,
                       device: str | None = None) -> pd.DataFrame:
@@ -457,7 +437,6 @@ def precursor_two_way(pool: Pool, shots=(1, 5), *, n_query: int = 15, n_episodes
 
 # --------------------------------------------------------------------------- experiment 2
 @cached_table("fewshot", code=(*probe.CODE, fewshot_stats))
-@one_thread
 def confounders(pool: Pool, *, n_way: int = 5, k_shot: int = 1, n_query: int = 15,
                 n_episodes: int = 600, seed: int = 0, fdr: float = 0.05,
                 episode_batch: int = 50, device: str | None = None) -> pd.DataFrame:
@@ -513,7 +492,6 @@ def confounders(pool: Pool, *, n_way: int = 5, k_shot: int = 1, n_query: int = 1
 
 
 @cached_table("fewshot", code=(*probe.CODE, fewshot_stats))
-@one_thread
 def confounder_simulation(shots=(1, 2, 5, 10, 20, 50), *, n_way: int = 5,
                           n_informative: int = 20, n_confounding: int = 200,
                           informative_spread: float = 0.6, confounding_spread: float = 0.3,
@@ -563,7 +541,6 @@ REFERENCES = ("augmented support, no mask", "soft mask (oracle)")
 
 
 @cached_table("fewshot", code=(*probe.CODE, fewshot_stats))
-@one_thread
 def soft_mask_comparison(pool: Pool, shots=(1, 5), *, n_way: int = 5, n_query: int = 15,
                          n_episodes: int = 600, seed: int = 0, shrinks=(0.5,),
                          topk_fractions=(0.05,), references: bool = True,

@@ -91,6 +91,23 @@ def test_in_kernel_check_catches_what_papermill_passed():
         Chapter("02", namespace, quick_preset(path))
 
 
+@pytest.mark.parametrize("chapter", ["03", "04"])
+def test_threads_parameter_sets_torch_threads(chapter):
+    """A chapter's ``threads`` parameter is applied by the prologue (None keeps torch's)."""
+    import torch
+    before = torch.get_num_threads()
+    path = resolve_chapter(chapter)
+    try:
+        Chapter(chapter, {**chapter_defaults(path), "threads": 1}, {})
+        assert torch.get_num_threads() == 1
+        torch.set_num_threads(before)
+        if chapter_defaults(path)["threads"] is None:
+            Chapter(chapter, chapter_defaults(path), {})
+            assert torch.get_num_threads() == before
+    finally:
+        torch.set_num_threads(before)
+
+
 # --------------------------------------------------------------------------- quick presets
 def test_explicit_parameters_win_over_the_quick_preset():
     path = resolve_chapter("01")
