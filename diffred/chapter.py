@@ -186,7 +186,7 @@ SCHEMAS: dict[str, Schema] = {s.chapter: s for s in [
         _mask_shots)),
     Schema("04_transfer_basin", {
         "quick": Bool(), "device": _DEVICE, "precision": _PRECISION, "seeds": ListOf(Int(0), min_len=2),
-        "threads": Int(1), "validation_fraction": Float(0, 1, open_low=True, open_high=True),
+        "threads": Int(1, optional=True), "validation_fraction": Float(0, 1, open_low=True, open_high=True),
         "selection_seed": Int(0), "official_lr_arms": ListOf(Choice(["real", "controlled"])),
         "real_targets": ListOf(dataset_names("image")), "real_resolution": Int(32),
         "real_per_class": Int(2), "real_test_per_class": Int(1), "real_epochs": Int(1),
