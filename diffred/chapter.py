@@ -31,7 +31,8 @@ CHAPTERS_DIR = PROJECT_DIR / "chapters"
 #: parameters that mean the same thing in every chapter that has them; ``diffred book -p NAME``
 #: hands these to every such chapter (any other name belongs to one chapter, or is qualified:
 #: ``-p 04.resnet_resolution 32``)
-SHARED = ("quick", "device", "precision", "seed", "resolution", "fractions", "C", "max_iter")
+SHARED = ("quick", "device", "precision", "threads", "seed", "resolution", "fractions", "C",
+          "max_iter")
 
 
 # --------------------------------------------------------------------------- where they are
@@ -89,6 +90,8 @@ _DEVICE = Choice(choices=("cpu", "cuda", "mps"), prefixes=("cuda:",), optional=T
 #: arithmetic of features, probes and training (:mod:`diffred.precision`); the prologue makes
 #: it the setting of every call in the chapter
 _PRECISION = Choice(choices=PRECISIONS)
+#: torch CPU threads; None keeps torch's default (one per core)
+_THREADS = Int(1, optional=True)
 
 
 def _tasks():
@@ -181,12 +184,12 @@ SCHEMAS: dict[str, Schema] = {s.chapter: s for s in [
         "fdr": Float(0, 1, open_low=True, open_high=True), "simulation_shots": ListOf(Int(1)),
         "confounder_backbone": model_names("vision"),
         "confounder_dataset": dataset_names("image"), "seed": Int(0), "device": _DEVICE,
-        "precision": _PRECISION, "threads": Int(1, optional=True),
+        "precision": _PRECISION, "threads": _THREADS,
     }, (_subset("confounder_backbone", "backbones"), _subset("confounder_dataset", "datasets"),
         _mask_shots)),
     Schema("04_transfer_basin", {
         "quick": Bool(), "device": _DEVICE, "precision": _PRECISION, "seeds": ListOf(Int(0), min_len=2),
-        "threads": Int(1, optional=True), "validation_fraction": Float(0, 1, open_low=True, open_high=True),
+        "threads": _THREADS, "validation_fraction": Float(0, 1, open_low=True, open_high=True),
         "selection_seed": Int(0), "official_lr_arms": ListOf(Choice(["real", "controlled"])),
         "real_targets": ListOf(dataset_names("image")), "real_resolution": Int(32),
         "real_per_class": Int(2), "real_test_per_class": Int(1), "real_epochs": Int(1),
