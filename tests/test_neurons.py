@@ -182,3 +182,23 @@ def test_finetuning_is_cached_and_deterministic_by_seed(tmp_path, monkeypatch):
     assert 0.0 <= a.accuracy(f[6].X, f[6].y) <= 1.0 and a.logits(f[6].X).shape == (8, 2)
     with pytest.raises(ValueError, match="sentence task"):
         finetune.finetune("minilm_l6", "ud_pos", 10, config=cfg, log=None)
+
+
+def test_paper_vs_run_aggregates_only_tasks_with_signal():
+    """Every task aggregate beside the paper's claims (the per-task clustering row too) skips
+    the tasks whose oracle is near chance, and says how many it kept."""
+    import pandas as pd
+    from diffred import neuron_runs
+    keys = [("m", "pos", "tok"), ("m", "cola", "ft")]
+    summary = pd.DataFrame([dict(model=m, dataset=d, features=f, delta_layer=1, delta_neuron=1,
+                                 near_chance=near, pct_removable=r, pct_of_oracle=97.5,
+                                 minimal_pct=100 - r)
+                            for (m, d, f), near, r in zip(keys, [False, True], [90.0, 99.9])])
+    sweep = pd.DataFrame([dict(model=m, dataset=d, features=f, threshold=0.3, pct_redundant=p)
+                          for (m, d, f), p in zip(keys, [45.0, 1.3])])
+    general = pd.DataFrame(dict(model="m", threshold=[0.3], pct_redundant=[40.0], rows=[100],
+                                dataset="pos"))
+    table = neuron_runs.paper_vs_run(general, summary, sweep, 0.3).set_index("claim")
+    per_task = table.loc["% neurons redundant per task (c=0.3, min over tasks)"]
+    assert per_task["this run"] == 45.0 and per_task["tasks"].startswith("1 of 2")
+    assert table.loc["% neurons removable per task (min, δ=(1, 1))", "this run"] == 90.0
