@@ -79,6 +79,15 @@ def _gap(df, column, target):
     return diff_ci(rows[rows.init == "P-T"][column], rows[rows.init == "RI-T"][column])
 
 
+def _iv(lo: float, hi: float) -> str:
+    """An interval as text; where it cannot be computed (one run or pair), says so."""
+    return f"[{lo:+.3f}, {hi:+.3f}]" if np.isfinite(lo) and np.isfinite(hi) else "(no CI: one run)"
+
+
+def _pm(half: float) -> str:
+    return f"± {half:.3f}" if np.isfinite(half) else "(no CI: one run)"
+
+
 def barrier_tolerance(accuracy: float, n_test: int) -> float:
     """95% binomial margin of one accuracy measurement on ``n_test`` images."""
     return float(1.96 * np.sqrt(max(accuracy * (1 - accuracy), 1e-12) / n_test))
@@ -90,12 +99,12 @@ def arm_findings(acc: pd.DataFrame, blocks: pd.DataFrame, basin: dict,
     out = {}
     targets = list(dict.fromkeys(acc.dataset))
     gaps = {t: _gap(acc, "accuracy", t) for t in targets}
-    out["P-T beats RI-T"] = ("; ".join(f"{t}: {d:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+    out["P-T beats RI-T"] = ("; ".join(f"{t}: {d:+.3f} {_iv(lo, hi)}"
                                        for t, (d, lo, hi) in gaps.items()),
                              _all(_verdict(lo, hi) for _, lo, hi in gaps.values()))
     fast = {t: _gap(acc, "accuracy_epoch1", t) for t in targets}
     out["P-T trains faster"] = ("accuracy after epoch 1, P-T − RI-T: " + "; ".join(
-        f"{t}: {d:+.3f} [{lo:+.3f}, {hi:+.3f}]" for t, (d, lo, hi) in fast.items()),
+        f"{t}: {d:+.3f} {_iv(lo, hi)}" for t, (d, lo, hi) in fast.items()),
         _all(_verdict(lo, hi) for _, lo, hi in fast.values()))
 
     full, small = blocks.block.max(), blocks.block.min()
@@ -108,9 +117,9 @@ def arm_findings(acc: pd.DataFrame, blocks: pd.DataFrame, basin: dict,
     v_narrow = _verdict(narrowing[0] - narrowing[1], narrowing[0] + narrowing[1])
     v_early = _verdict(early_gap[1], early_gap[2])
     out["block shuffle"] = (
-        f"gap narrows by {narrowing[0]:+.3f} ± {narrowing[1]:.3f} from b={full} to b={small}; "
+        f"gap narrows by {narrowing[0]:+.3f} {_pm(narrowing[1])} from b={full} to b={small}; "
         f"at b={small} P-T − RI-T after epoch 1 {early_gap[0]:+.3f} "
-        f"[{early_gap[1]:+.3f}, {early_gap[2]:+.3f}] ({narrowing[2]} seeds)",
+        f"{_iv(early_gap[1], early_gap[2])} ({narrowing[2]} seeds)",
         _all([v_narrow, v_early]))
 
     summary = pair_summary(basin).set_index("pair")
@@ -118,7 +127,7 @@ def arm_findings(acc: pd.DataFrame, blocks: pd.DataFrame, basin: dict,
     c = diff_ci(per_pair["P-T/P-T"], per_pair["RI-T/RI-T"])
     out["CKA"] = (f"mean CKA over stages P-T/P-T {summary.cka['P-T/P-T']:.3f}, RI-T/RI-T "
                   f"{summary.cka['RI-T/RI-T']:.3f}, P-T/RI-T {summary.cka['P-T/RI-T']:.3f}; "
-                  f"difference {c[0]:+.3f} [{c[1]:+.3f}, {c[2]:+.3f}]", _verdict(c[1], c[2]))
+                  f"difference {c[0]:+.3f} {_iv(c[1], c[2])}", _verdict(c[1], c[2]))
 
     d = basin["distances"]
     close = diff_ci(d[d.pair == "RI-T/RI-T"].l2_distance, d[d.pair == "P-T/P-T"].l2_distance)
@@ -139,9 +148,8 @@ def arm_findings(acc: pd.DataFrame, blocks: pd.DataFrame, basin: dict,
     v_flat = "yes" if pt_upper <= tol else "no" if pt_bar[0] - np.nan_to_num(pt_bar[1]) > tol \
         else "inconclusive"
     out["interpolation"] = (
-        f"barrier P-T/P-T {pt_bar[0]:.3f} ± {np.nan_to_num(pt_bar[1]):.3f} (tolerance "
-        f"{tol:.3f}), RI-T/RI-T − P-T/P-T {ri_vs_pt[0]:+.3f} "
-        f"[{ri_vs_pt[1]:+.3f}, {ri_vs_pt[2]:+.3f}]",
+        f"barrier P-T/P-T {pt_bar[0]:.3f} {_pm(pt_bar[1])} (tolerance {tol:.3f}), "
+        f"RI-T/RI-T − P-T/P-T {ri_vs_pt[0]:+.3f} {_iv(ri_vs_pt[1], ri_vs_pt[2])}",
         _all([v_flat, _verdict(ri_vs_pt[1], ri_vs_pt[2])]))
 
     crit = basin["criticality"]

@@ -103,6 +103,8 @@ def check_04(t: dict, p: dict):
     from diffred.transfer_findings import PAPER_FINDINGS
     cmp = t["paper_vs_run"]
     assert len(cmp) == len(PAPER_FINDINGS) and cmp.source.str.len().gt(0).all()
+    measured = cmp.filter(like=": measured").astype(str)
+    assert not measured.apply(lambda col: col.str.contains(r"\bnan\b")).any().any()  # "no CI"
     for arm in ("controlled", "real"):
         assert set(cmp[f"{arm}: reproduced"]) <= {"yes", "no", "inconclusive", "—"}
     acc = t["accuracy_controlled"]
