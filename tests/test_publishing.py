@@ -69,6 +69,32 @@ def test_each_chapter_ends_with_three_exercises_with_hidden_solutions():
         assert tail.count("diffred run ") >= 2, stem
 
 
+def test_deploy_workflow_builds_and_publishes_to_pages():
+    """.github/workflows/book.yml parses and has the shape GitHub Actions needs (actionlint is not
+    installable offline: its wheel downloads a binary): a quick build on pull requests, the full
+    book on main, the site uploaded as a Pages artifact and deployed with the Pages permissions."""
+    import yaml
+    flow = yaml.safe_load((ROOT / ".github" / "workflows" / "book.yml").read_text())
+    on = flow.get("on", flow.get(True))                 # YAML 1.1 reads a bare `on` as True
+    assert {"push", "pull_request"} <= set(on) and on["push"]["branches"] == ["main"]
+    assert flow["permissions"] == {"contents": "read", "pages": "write", "id-token": "write"}
+    jobs = flow["jobs"]
+    assert set(jobs) == {"build", "deploy"} and jobs["deploy"]["needs"] == "build"
+    for job in jobs.values():
+        assert job["runs-on"] and job["steps"]
+        for step in job["steps"]:
+            assert ("uses" in step) != ("run" in step), step       # exactly one of the two
+            if "uses" in step:
+                assert re.fullmatch(r"[\w.-]+/[\w.-]+@v\d+", step["uses"]), step["uses"]
+    build = {step["uses"].split("@")[0]: step for step in jobs["build"]["steps"] if "uses" in step}
+    assert build["actions/upload-pages-artifact"]["with"]["path"] == "_build/html"
+    runs = " ".join(step.get("run", "") for step in jobs["build"]["steps"])
+    assert "make book" in runs and "-p quick True" in runs
+    deploy = jobs["deploy"]
+    assert deploy["environment"]["name"] == "github-pages"
+    assert [s["uses"].split("@")[0] for s in deploy["steps"]] == ["actions/deploy-pages"]
+
+
 def test_provenance_record_and_panel(tmp_path, monkeypatch):
     monkeypatch.setenv("DIFFRED_RESULTS", str(tmp_path))
     import pandas as pd
