@@ -193,6 +193,14 @@ def usable(summary: pd.DataFrame) -> pd.DataFrame:
     return summary[~summary.near_chance.astype(bool)]
 
 
+def usable_sweep(sweep: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
+    """Clustering-sweep rows of the model × task × feature runs whose oracle is not near chance
+    in ``summary``."""
+    chance = {tuple(k) for k in summary.loc[summary.near_chance.astype(bool),
+                                            ["model", "dataset", "features"]].values}
+    return sweep[[k not in chance for k in zip(sweep.model, sweep.dataset, sweep.features)]]
+
+
 def paper_vs_run(general: pd.DataFrame, summary: pd.DataFrame, sweep: pd.DataFrame,
                  threshold: float = 0.3, delta=(1, 1)) -> pd.DataFrame:
     """The paper's abstract-level claims next to this run's measurements, one row per claim
@@ -208,11 +216,9 @@ def paper_vs_run(general: pd.DataFrame, summary: pd.DataFrame, sweep: pd.DataFra
                      "paper": PAPER_CLAIMS["general_pct_redundant"],
                      "this run": round(float(at.pct_redundant), 1), "tasks": "—"})
     if len(sweep):
-        chance = {tuple(k) for k in summary.loc[summary.near_chance.astype(bool),
-                                                ["model", "dataset", "features"]].values}
         sw = sweep[np.isclose(sweep.threshold, threshold)]
         for model, g in sw.groupby("model"):
-            ok = g[[k not in chance for k in zip(g.model, g.dataset, g.features)]]
+            ok = usable_sweep(g, summary)
             if not len(ok):
                 continue
             rows.append({"claim": f"% neurons redundant per task (c={threshold:g}, min over "
