@@ -96,6 +96,7 @@ CSS_NAME = "diffred.css"
 #: page styles: tables scroll inside the column instead of being cut, the provenance panel
 CSS = """\
 .cell_output table { display: block; max-width: 100%; overflow-x: auto; font-size: 0.85em; }
+.cell_output table td, .cell_output table th { padding: 0.15em 0.6em; }
 .diffred-vega { max-width: 100%; overflow-x: auto; }
 .diffred-provenance p { font-size: 0.85em; margin-bottom: 0.3em; }
 .diffred-provenance details summary { cursor: pointer; font-size: 0.85em; }

@@ -83,10 +83,13 @@ def class_cost_chart(cost: pd.DataFrame):
 def layer_chart(dr: pd.DataFrame, delta: float = 0.9):
     """DR(δ) of intermediate stages (flattened and pooled) vs the penultimate layer."""
     alt = _alt()
-    return alt.Chart(dr).mark_bar().encode(
-        x=alt.X("layer:N", sort=None, title=None), y=alt.Y(f"DR({delta:g}):Q", title=f"DR({delta:g})"),
+    # Vega-Lite reads "." in a field name as nested access: "DR(0.9)" would plot nothing
+    data = dr.rename(columns={f"DR({delta:g})": "dr"})
+    return alt.Chart(data).mark_bar().encode(
+        x=alt.X("layer:N", sort=None, title=None), y=alt.Y("dr:Q", title=f"DR({delta:g})"),
         color=alt.Color("layer:N", legend=None), column=alt.Column("dataset:N", title=None),
-        tooltip=["model", "layer", "dim", f"DR({delta:g})", alt.Tooltip("full_accuracy", format=".3f")],
+        tooltip=["model", "layer", "dim", alt.Tooltip("dr:Q", title=f"DR({delta:g})"),
+                 alt.Tooltip("full_accuracy", format=".3f")],
     ).properties(width=110, height=150)
 
 

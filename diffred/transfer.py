@@ -304,13 +304,16 @@ def _alt():
 
 
 def accuracy_chart(table: pd.DataFrame):
-    """Bars: final accuracy per target, P-T vs RI-T (points = seeds)."""
+    """Bars: final accuracy per target, P-T vs RI-T (points = seeds); one row of panels per
+    arm and learning-rate rule, so no bar averages runs of different arms or rates."""
     alt = _alt()
+    table = table.assign(setting=table["arm"] + ", " + table["lr_rule"] + " rates")
     base = alt.Chart(table).encode(x=alt.X("init:N", title=None), color="init:N")
     bars = base.mark_bar(opacity=0.7).encode(y=alt.Y("mean(accuracy):Q", title="test accuracy"))
     dots = base.mark_point(color="black").encode(y="accuracy:Q", tooltip=["seed", "accuracy"])
-    return (bars + dots).properties(width=110, height=180).facet(
-        column=alt.Column("dataset:N", title=None)).properties(title="Final accuracy")
+    return (bars + dots).properties(width=110, height=150).facet(
+        row=alt.Row("setting:N", title=None), column=alt.Column("dataset:N", title=None)
+    ).properties(title="Final accuracy")
 
 
 def curves_chart(curves: pd.DataFrame, color: str = "init"):
