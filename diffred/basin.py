@@ -309,14 +309,8 @@ def pair_summary(basin: dict) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------- charts
-def _alt():
-    import altair as alt
-    import diffred.plots  # noqa: F401  (offline renderer)
-    return alt
-
-
 def cka_chart(table: pd.DataFrame):
-    alt = _alt()
+    from .plots import alt
     return alt.Chart(table).mark_line(point=True).encode(
         x=alt.X("stage:N", sort=None), y=alt.Y("mean(cka):Q", scale=alt.Scale(domain=[0, 1]),
                                               title="linear CKA (mean over seed pairs)"),
@@ -325,7 +319,7 @@ def cka_chart(table: pd.DataFrame):
 
 
 def interpolation_chart(table: pd.DataFrame):
-    alt = _alt()
+    from .plots import alt
     return alt.Chart(table).mark_line(point=True, size=1).encode(
         x=alt.X("lambda:Q", title="λ"), y=alt.Y("accuracy:Q", title="test accuracy"),
         color=alt.Color("pair:N", legend=alt.Legend(orient="bottom", columns=1)),
@@ -334,7 +328,7 @@ def interpolation_chart(table: pd.DataFrame):
 
 
 def criticality_chart(table: pd.DataFrame):
-    alt = _alt()
+    from .plots import alt
     shown = table.assign(criticality=table.criticality.replace(np.inf, np.nan))
     return alt.Chart(shown).mark_bar().encode(
         x=alt.X("stage:N", sort=None, title=None),

@@ -11,14 +11,9 @@ UNIT_TITLES = {"neurons": "neurons (random subsets)",
                "directions": "directions (PCA, random projections)"}
 
 
-def _alt():
-    import altair as alt
-    return alt
-
-
 def accuracy_chart(curve: pd.DataFrame, facet_row: str = "model", facet_column: str = "dataset"):
     """Accuracy vs fraction kept (log x), one line per method, ±1 std band over seeds."""
-    alt = _alt()
+    from .plots import alt
     data = curve[curve["method"] != "full"].assign(
         lo=lambda d: d["accuracy"] - d["accuracy_std"], hi=lambda d: d["accuracy"] + d["accuracy_std"])
     x = alt.X("fraction:Q", scale=alt.Scale(type="log"),
@@ -37,7 +32,7 @@ def accuracy_chart(curve: pd.DataFrame, facet_row: str = "model", facet_column: 
 def cka_chart(cka: pd.DataFrame):
     """Unbiased CKA(random subset, full layer) vs subset size, per backbone (this run only:
     the paper's CKA figures give no values that could be sourced)."""
-    alt = _alt()
+    from .plots import alt
     data = cka.groupby(["model", "size"])["cka"].agg(["mean", "std"]).reset_index()
     return alt.Chart(data).mark_line(point=True).encode(
         x=alt.X("size:Q", scale=alt.Scale(type="log", base=2), title="neurons in random subset"),
@@ -50,7 +45,7 @@ def cka_chart(cka: pd.DataFrame):
 def pareto_chart(points: pd.DataFrame):
     """Accuracy ratio vs fraction kept for every task, neurons and directions in separate
     panels (each with its own per-task Pareto frontier, drawn as a line)."""
-    alt = _alt()
+    from .plots import alt
     data = points[points["method"] != "full"].assign(
         panel=lambda d: d["unit"].map(UNIT_TITLES))
     x = alt.X("fraction:Q", scale=alt.Scale(type="log"), title="fraction of the layer's width kept")
@@ -68,7 +63,7 @@ def pareto_chart(points: pd.DataFrame):
 def class_cost_chart(cost: pd.DataFrame):
     """Unevenness (worst-class minus mean-class drop) vs fraction kept, with the resampling
     null (dashed: its 95% quantile) per dataset and backbone."""
-    alt = _alt()
+    from .plots import alt
     x = alt.X("fraction:Q", scale=alt.Scale(type="log"), title="fraction of neurons")
     color = alt.Color("model:N", legend=alt.Legend(orient="bottom"))
     line = alt.Chart().mark_line(point=True).encode(
@@ -82,7 +77,7 @@ def class_cost_chart(cost: pd.DataFrame):
 
 def layer_chart(dr: pd.DataFrame, delta: float = 0.9):
     """DR(δ) of intermediate stages (flattened and pooled) vs the penultimate layer."""
-    alt = _alt()
+    from .plots import alt
     # Vega-Lite reads "." in a field name as nested access: "DR(0.9)" would plot nothing
     data = dr.rename(columns={f"DR({delta:g})": "dr"})
     return alt.Chart(data).mark_bar().encode(
