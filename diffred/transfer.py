@@ -204,16 +204,20 @@ def epochs_to(curve: pd.DataFrame, share: float = 0.9) -> float:
     return float(curve["epoch"].to_numpy()[np.argmax(acc >= share * acc[-1])])
 
 
+def _scores(run: Run) -> dict:
+    """A run's final test accuracy, accuracy after epoch 1 and epochs to 90% of final."""
+    return {"accuracy": run.accuracy,
+            "accuracy_epoch1": float(run.curve["test_accuracy"].iloc[0]),
+            "epochs_to_90": epochs_to(run.curve)}
+
+
 def accuracy_table(runs: dict, arm: str, model_id: str, lr_rule: str = "selected"
                    ) -> pd.DataFrame:
     """One row per run: target, init, seed, rate, final test accuracy, accuracy after epoch 1
     and epochs to reach 90% of the final accuracy (speed)."""
     return pd.DataFrame([{"arm": arm, "model": model_id, "lr_rule": lr_rule, "dataset": t,
                           "init": i, "seed": s, "lr": r.meta["spec"]["config"]["lr"],
-                          "accuracy": r.accuracy,
-                          "accuracy_epoch1": float(r.curve["test_accuracy"].iloc[0]),
-                          "epochs_to_90": epochs_to(r.curve),
-                          "n_train": r.meta.get("n_train"), "n_test": r.meta.get("n_test"),
+                          **_scores(r), "n_train": r.meta.get("n_train"), "n_test": r.meta.get("n_test"),
                           "run": r.key}
                          for (t, i, s), r in runs.items()])
 
@@ -250,9 +254,7 @@ def block_shuffle_sweep(arch: Arch, train_set: ImageSet, test_set: ImageSet, blo
 
 def block_table(runs: dict, arm: str) -> pd.DataFrame:
     return pd.DataFrame([{"arm": arm, "dataset": t, "init": i, "seed": s, "block": b,
-                          "accuracy": r.accuracy,
-                          "accuracy_epoch1": float(r.curve["test_accuracy"].iloc[0]),
-                          "epochs_to_90": epochs_to(r.curve)}
+                          **_scores(r)}
                          for (t, i, s, b), r in runs.items()])
 
 
@@ -276,9 +278,7 @@ def checkpoint_sweep(arch: Arch, source_run: Run, train_set: ImageSet, test_set:
             rows.append({"checkpoint_epoch": epoch, "dataset": train_set.name, "seed": seed,
                          "source_accuracy": float(src_curve.get(epoch, np.nan)),
                          "source_lr": lr_here, "lr_drop": lr_here < previous_lr - 1e-12,
-                         "accuracy": run.accuracy,
-                         "accuracy_epoch1": float(run.curve["test_accuracy"].iloc[0]),
-                         "epochs_to_90": epochs_to(run.curve), "run": run.key})
+                         **_scores(run), "run": run.key})
         previous_lr = lr_here
     return pd.DataFrame(rows)
 
@@ -294,19 +294,10 @@ def lr_selection_table(selection: pd.DataFrame) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------- charts
-def _alt():
-    import altair as alt
-    try:
-        import diffred.plots  # noqa: F401  (offline renderer, when present)
-    except ImportError:
-        pass
-    return alt
-
-
 def accuracy_chart(table: pd.DataFrame):
     """Bars: final accuracy per target, P-T vs RI-T (points = seeds); one row of panels per
     arm and learning-rate rule, so no bar averages runs of different arms or rates."""
-    alt = _alt()
+    from .plots import alt
     table = table.assign(setting=table["arm"] + ", " + table["lr_rule"] + " rates")
     base = alt.Chart(table).encode(x=alt.X("init:N", title=None), color="init:N")
     bars = base.mark_bar(opacity=0.7).encode(y=alt.Y("mean(accuracy):Q", title="test accuracy"))
@@ -318,7 +309,7 @@ def accuracy_chart(table: pd.DataFrame):
 
 def curves_chart(curves: pd.DataFrame, color: str = "init"):
     """Test accuracy per epoch (lines per seed), faceted by dataset."""
-    alt = _alt()
+    from .plots import alt
     return alt.Chart(curves).mark_line(point=True).encode(
         x="epoch:Q", y=alt.Y("test_accuracy:Q", title="test accuracy"),
         color=alt.Color(f"{color}:N", legend=alt.Legend(orient="bottom")), detail="seed:N",
@@ -329,7 +320,7 @@ def curves_chart(curves: pd.DataFrame, color: str = "init"):
 
 def block_chart(table: pd.DataFrame):
     """Accuracy (final and after 1 epoch) versus block size, P-T vs RI-T."""
-    alt = _alt()
+    from .plots import alt
     long = table.melt(id_vars=["init", "block"], value_vars=["accuracy", "accuracy_epoch1"],
                       var_name="when", value_name="acc")
     long["when"] = long["when"].map({"accuracy": "final", "accuracy_epoch1": "after epoch 1"})
@@ -342,7 +333,7 @@ def block_chart(table: pd.DataFrame):
 def checkpoint_chart(table: pd.DataFrame):
     """Downstream accuracy (mean over seeds) and epochs to 90% of final against the
     pretraining checkpoint; dashed: the source model's accuracy; rules: learning-rate drops."""
-    alt = _alt()
+    from .plots import alt
     x = alt.X("checkpoint_epoch:Q", title="pretraining checkpoint (epoch)")
     base = alt.Chart(table).encode(x=x)
     down = base.mark_line(point=True).encode(
