@@ -20,7 +20,6 @@ keyed by the runs' cache keys and the data fingerprints.
 from __future__ import annotations
 
 import itertools
-import sys
 from typing import Callable
 
 import numpy as np
@@ -28,6 +27,7 @@ import pandas as pd
 import torch
 
 from .device import default_device
+from .errors import check_choice
 from .models import Arch
 from .similarity import linear_cka
 from .training import CODE_VERSION, Run, accuracy, predict, recalibrate_bn
@@ -35,12 +35,13 @@ from .training import CODE_VERSION, Run, accuracy, predict, recalibrate_bn
 PAIR_TYPES = ("P-T/P-T", "RI-T/RI-T", "P-T/RI-T")
 
 
-def _cached_frame(kind: str, spec, compute: Callable[[], pd.DataFrame]) -> pd.DataFrame:
-    """An analysis table from the result cache under ``spec`` and this module's code."""
-    from . import training
+def _cached_frame(kind: str, spec, compute: Callable[[], pd.DataFrame], code) -> pd.DataFrame:
+    """An analysis table from the result cache under ``spec`` and the source of ``code`` (the
+    functions that compute it, beside :mod:`diffred.training`'s forward pass and BN
+    recalibration, which every analysis uses)."""
     from .cache import cached_tables
     return cached_tables(kind, {"code": CODE_VERSION, **spec}, lambda: {"table": compute()},
-                         code=(sys.modules[__name__], training))["table"]
+                         code=(*code, predict, recalibrate_bn))["table"]
 
 
 # --------------------------------------------------------------------------- similarity
@@ -55,7 +56,7 @@ def stage_features(run: Run, x: torch.Tensor, device=None, batch_size: int = 256
         lambda m, i, o, s=s: outs[s].append(o.float().mean((2, 3)).cpu()))
         for s, prefixes in run.arch.stages.items()]
     try:
-        predict(model, x, run.arch.inputs, batch_size, device)
+        predict(model, x, run.arch.inputs, batch_size, device, fused=False)
     finally:
         for h in hooks:
             h.remove()
@@ -96,21 +97,37 @@ def interpolate_states(state_a: dict, state_b: dict, lam: float) -> dict:
             for k, a in state_a.items()}
 
 
+def _stored_endpoint(run: Run, train_set, test_set) -> float | None:
+    """The run's own test accuracy when re-estimating BN on ``train_set`` would reproduce its
+    stored state exactly (its training set: training ends with that very recalibration) and
+    ``test_set`` is its test set; None otherwise."""
+    spec = run.meta.get("spec", {})
+    if spec.get("train") == train_set.fingerprint and spec.get("test") == test_set.fingerprint:
+        return run.accuracy
+    return None
+
+
 def interpolation_curve(run_a: Run, run_b: Run, train_set, test_set, points: int = 21,
                         device=None) -> pd.DataFrame:
     """Test accuracy along the segment between two solutions, BN re-estimated at every λ
-    on ``train_set``.  At λ = 0 / 1 the weights are exactly the endpoints'."""
+    on ``train_set``.  At λ = 0 / 1 the weights are exactly the endpoints'; when
+    ``train_set`` is the runs' own training set their stored statistics are already that
+    estimate, so the endpoints are the runs' own test accuracies (not recomputed)."""
     def compute():
         rows = []
         for lam in np.linspace(0, 1, points):
-            model = run_a.model(interpolate_states(run_a.state, run_b.state, float(lam)))
-            recalibrate_bn(model, train_set.x, run_a.arch.inputs, device=device)
-            rows.append({"lambda": float(lam),
-                         "accuracy": accuracy(model, test_set, run_a.arch.inputs, device)})
+            end = (_stored_endpoint(run_a, train_set, test_set) if lam == 0 else
+                   _stored_endpoint(run_b, train_set, test_set) if lam == 1 else None)
+            if end is None:
+                model = run_a.model(interpolate_states(run_a.state, run_b.state, float(lam)))
+                recalibrate_bn(model, train_set.x, run_a.arch.inputs, device=device)
+                end = accuracy(model, test_set, run_a.arch.inputs, device)
+            rows.append({"lambda": float(lam), "accuracy": end})
         return pd.DataFrame(rows)
     return _cached_frame("transfer-interpolation",
                          {"a": run_a.key, "b": run_b.key, "train": train_set.fingerprint,
-                          "test": test_set.fingerprint, "points": points}, compute)
+                          "test": test_set.fingerprint, "points": points}, compute,
+                         (interpolation_curve, _stored_endpoint, interpolate_states, accuracy))
 
 
 def barrier(curve: pd.DataFrame) -> float:
@@ -156,7 +173,9 @@ def criticality_search(error: Callable[[float, float], float], alphas, sigmas,
     μ = min over (α, σ) with ``error(α, σ) ≤ epsilon`` of α² · distance2 / σ².  For every α
     (ascending) σ is raised through ``sigmas`` (ascending) while the constraint holds, so the
     largest feasible σ of the grid is used and no σ that breaks it.  The search stops at the
-    first feasible α = 0 (μ = 0: the module can be rewound all the way).  Returns
+    first feasible α = 0 (μ = 0: the module can be rewound all the way), and skips every α
+    whose value at the largest σ could not beat the best so far (the result is the full grid
+    search's; only evaluations are saved).  Returns
     {'criticality', 'alpha', 'sigma', 'evaluations'}; criticality = inf (alpha, sigma NaN)
     when no grid point is feasible.
     """
@@ -168,6 +187,8 @@ def criticality_search(error: Callable[[float, float], float], alphas, sigmas,
     best = {"criticality": float("inf"), "alpha": float("nan"), "sigma": float("nan")}
     evaluations = 0
     for alpha in alphas:
+        if alpha > 0 and alpha ** 2 * distance2 / sigmas[-1] ** 2 >= best["criticality"]:
+            break   # no σ of the grid can beat the best so far at this α or any larger one
         feasible = None
         for sigma in sigmas:
             evaluations += 1
@@ -219,7 +240,9 @@ def module_criticality(run: Run, train_set, alphas=(0.0, 0.25, 0.5, 0.75, 1.0),
     return _cached_frame("transfer-criticality-search",
                          {"run": run.key, "train": train_set.fingerprint,
                           "alphas": sorted(alphas), "sigmas": sorted(sigmas),
-                          "epsilon": epsilon}, compute)
+                          "epsilon": epsilon}, compute,
+                         (module_criticality, criticality_search, rewound_state, perturb,
+                           module_distance2, train_error, _moved, _in_stage, accuracy))
 
 
 # --------------------------------------------------------------------------- one target, all pairs
@@ -240,17 +263,21 @@ def seed_pairs(runs: dict, target: str, max_pairs: int | None = None) -> dict:
 
 
 def basin_analysis(runs: dict, target: str, train_images, test_set, points: int = 21,
-                   interpolation_pairs: int | None = None, criticality: dict | None = None,
+                   interpolation_pairs: int | None = None, interpolation_types=PAIR_TYPES,
+                   criticality: dict | None = None, criticality_images=None,
                    device=None) -> dict[str, pd.DataFrame]:
     """CKA per stage, ℓ2 distances, interpolation (≤ ``interpolation_pairs`` pairs of each
-    type) and criticality (of the first seed's P-T and RI-T runs, keyword arguments
-    ``criticality`` for :func:`module_criticality`) for one target.
+    type in ``interpolation_types``) and criticality (of the first seed's P-T and RI-T runs,
+    keyword arguments ``criticality`` for :func:`module_criticality`) for one target.
 
-    ``train_images``: training images (all of the training set, or a seeded subset of it)
-    on which BN statistics are re-estimated and criticality's train error is measured.
-    Returns tables 'cka', 'distances', 'interpolation', 'criticality' with columns ``pair``
-    (type) and ``seeds``.
+    ``train_images``: the training images on which BN statistics are re-estimated along the
+    interpolation path (the runs' own training set: then the endpoints are the runs' own
+    accuracies); ``criticality_images`` (default ``train_images``, e.g. a seeded subset):
+    where criticality's train error is measured.  Returns tables 'cka', 'distances',
+    'interpolation', 'criticality' with columns ``pair`` (type) and ``seeds``.
     """
+    for kind in interpolation_types:
+        check_choice("interpolation pair type", kind, PAIR_TYPES)
     pairs = seed_pairs(runs, target)
     # one call: every run's stage features are computed once, not once per pair it is in
     cka = pair_cka(pairs, test_set, device)
@@ -267,10 +294,11 @@ def basin_analysis(runs: dict, target: str, train_images, test_set, points: int 
                      "l2_distance": l2_distance(ri.state, ri.init, ri.arch)})
     interp = []
     for (kind, s), (a, b) in seed_pairs(runs, target, interpolation_pairs).items():
-        curve = interpolation_curve(a, b, train_images, test_set, points, device)
-        interp.append(curve.assign(pair=kind, seeds=s, barrier=barrier(curve)))
-    crit = pd.concat([module_criticality(runs[target, init, seeds[0]],
-                                         train_images, device=device,
+        if kind in interpolation_types:
+            curve = interpolation_curve(a, b, train_images, test_set, points, device)
+            interp.append(curve.assign(pair=kind, seeds=s, barrier=barrier(curve)))
+    crit_images = train_images if criticality_images is None else criticality_images
+    crit = pd.concat([module_criticality(runs[target, init, seeds[0]], crit_images, device=device,
                                          **(criticality or {})).assign(init=init)
                       for init in ("P-T", "RI-T")], ignore_index=True)
     return {"cka": cka, "distances": pd.DataFrame(dist).assign(dataset=target),
@@ -306,6 +334,23 @@ def pair_summary(basin: dict) -> pd.DataFrame:
                 row.update({name: m, f"{name}_ci": h, f"{name}_n": n})
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def pair_table(basin: dict, digits: int = 3) -> pd.DataFrame:
+    """:func:`pair_summary` for the page: one column per quantity, each cell "mean ± 95%
+    half-width (n pairs)" ("–" where not measured; no ± for one pair)."""
+    summary = pair_summary(basin)
+
+    def cell(row, name):
+        m, h, n = row.get(name), row.get(f"{name}_ci"), row.get(f"{name}_n")
+        if m is None or not np.isfinite(m):
+            return "–"
+        ci = f" ± {h:.{digits}f}" if h is not None and np.isfinite(h) else ""
+        return f"{m:.{digits}g}{ci} ({int(n)})" if name == "l2_distance" \
+            else f"{m:.{digits}f}{ci} ({int(n)})"
+    return pd.DataFrame([{"pair": r["pair"], "CKA (mean over stages)": cell(r, "cka"),
+                          "ℓ2 distance": cell(r, "l2_distance"), "barrier": cell(r, "barrier")}
+                         for r in summary.to_dict("records")])
 
 
 # --------------------------------------------------------------------------- charts

@@ -195,6 +195,8 @@ SCHEMAS: dict[str, Schema] = {s.chapter: s for s in [
         "real_per_class": Int(2), "real_test_per_class": Int(1), "real_epochs": Int(1),
         "real_lr_grid": ListOf(_POS), "real_analysis_target": dataset_names("image"),
         "real_blocks": ListOf(Int(1)), "real_interpolation_pairs": Int(1),
+        "real_interpolation_types": ListOf(Choice(["P-T/P-T", "RI-T/RI-T", "P-T/RI-T"]),
+                                           min_len=1),
         "real_analysis_images": Int(2), "real_criticality_alphas": ListOf(Float(0, 1)),
         "real_criticality_sigmas": ListOf(Float(0, 1, open_low=True)),
         "source": dataset_names("image"), "source_seed": Int(0),

@@ -25,9 +25,11 @@ from .device import default_device
 from .errors import check_choice
 from .images import normalise
 from .models import Arch, build_model, load_model
-from .precision import prepare_input, prepare_model, training_context, training_path
+from .precision import (prepare_input, prepare_model, prepare_vision, training_context,
+                        training_path)
 
-CODE_VERSION = "transfer-2"   # bump whenever training or analysis semantics change
+CODE_VERSION = "transfer-3"   # bump whenever training or analysis semantics change
+# transfer-3: BN recalibration weights batches by size (a short last batch had full weight)
 
 
 class Images(Protocol):
@@ -123,14 +125,33 @@ def _model_input(x: torch.Tensor, inputs: dict, device) -> torch.Tensor:
     return normalise(x, inputs, device, divide_first=True)
 
 
-def predict(model: nn.Module, x: torch.Tensor, inputs: dict, batch_size: int = 256,
-            device=None) -> torch.Tensor:
-    """Logits (N, C) for uint8 images x (N, 3, R, R) normalised with ``inputs``, eval mode."""
+def _on_cpu_channels_last(model: nn.Module, device) -> nn.Module:
+    """A convnet laid out channels-last on CPU (1.6x faster there for lite0; numerically the
+    same float32 arithmetic, reordered), in place; elsewhere the model as it is."""
+    return model.to(memory_format=torch.channels_last) if str(device) == "cpu" else model
+
+
+def predict(model: nn.Module, x: torch.Tensor, inputs: dict, batch_size: int = 128,
+            device=None, fused: bool = True) -> torch.Tensor:
+    """Logits (N, C) for uint8 images x (N, 3, R, R) normalised with ``inputs``, eval mode.
+
+    On CPU with ``fused`` (the default) the forward runs on a copy with every batch norm
+    folded into its convolution, channels-last (:func:`diffred.precision.prepare_vision`'s
+    ``"fp32-fused"`` path: the same logits to ~1e-6, lite0 1.6x faster); ``fused=False``
+    keeps the model's own modules (for forward hooks on them)."""
     device = device or default_device()
     model.eval().to(device)
+    net, layout = model, (lambda b: b)
+    if str(device) == "cpu":
+        if fused:
+            path = prepare_vision(model, "fp32-fused")
+            net, layout = path.module, path.input
+        else:
+            net = _on_cpu_channels_last(model, device)
+            layout = lambda b: b.contiguous(memory_format=torch.channels_last)  # noqa: E731
     with torch.no_grad():
-        return torch.cat([model(_model_input(x[i:i + batch_size], inputs, device)).float().cpu()
-                          for i in range(0, len(x), batch_size)])
+        return torch.cat([net(layout(_model_input(x[i:i + batch_size], inputs, device)))
+                          .float().cpu() for i in range(0, len(x), batch_size)])
 
 
 def accuracy(model: nn.Module, data: Images, inputs: dict, device=None) -> float:
@@ -141,22 +162,32 @@ def accuracy(model: nn.Module, data: Images, inputs: dict, device=None) -> float
 
 def recalibrate_bn(model: nn.Module, x: torch.Tensor, inputs: dict, batch_size: int = 256,
                    device=None) -> nn.Module:
-    """Re-estimate every BatchNorm's running mean/var on images x (exact average over x).
+    """Re-estimate every BatchNorm's running mean/var on images x.
 
-    Only running statistics change; parameters and all other modules are untouched
-    (other modules stay in eval mode, so dropout is off).
+    Each batch's statistics are weighted by its size (momentum n_b / (n_seen + n_b)), so the
+    running mean is the exact mean over x and the variance the size-weighted mean of the
+    batch variances.  (PyTorch's ``momentum=None`` weights every batch *equally*: a last
+    batch of 4 images would count as much as one of 128.)  Only running statistics change;
+    parameters and all other modules are untouched (other modules stay in eval mode, so
+    dropout is off).
     """
     device = device or default_device()
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     model.eval().to(device)
+    net = _on_cpu_channels_last(model, device)
     momenta = [m.momentum for m in norms]
     for m in norms:
         m.reset_running_stats()
-        m.momentum = None
         m.train()
+    seen = 0
     with torch.no_grad():
         for i in range(0, len(x), batch_size):
-            model(_model_input(x[i:i + batch_size], inputs, device))
+            batch = _model_input(x[i:i + batch_size], inputs, device)
+            for m in norms:
+                m.momentum = len(batch) / (seen + len(batch))
+            net(batch.contiguous(memory_format=torch.channels_last)
+                if str(device) == "cpu" else batch)
+            seen += len(batch)
     for m, momentum in zip(norms, momenta):
         m.momentum = momentum
     return model.eval()

@@ -170,16 +170,49 @@ def arm_findings(acc: pd.DataFrame, blocks: pd.DataFrame, basin: dict,
         + " (one run per init: no CI)", verdict)
 
     if checkpoints is not None and checkpoints.checkpoint_epoch.nunique() > 2:
-        c = checkpoints.groupby("checkpoint_epoch").accuracy.mean()
-        a0, af = c.iloc[0], c.iloc[-1]
-        mid_epoch = c.index[len(c) // 2]
-        share = (c[mid_epoch] - a0) / (af - a0) if af > a0 else float("nan")
-        out["checkpoint"] = (
-            f"epoch 0: {a0:.3f}, epoch {int(mid_epoch)}: {c[mid_epoch]:.3f}, final: {af:.3f}"
-            + (f" ({share:.0%} of the final benefit at the middle checkpoint)" if af > a0
-               else " (no benefit over the random init)"),
-            "yes" if share >= 0.8 else "no" if np.isfinite(share) else "inconclusive")
+        out["checkpoint"] = checkpoint_finding(checkpoints)
     return out
+
+
+def checkpoint_finding(checkpoints: pd.DataFrame) -> tuple[str, str]:
+    """Does the middle pretraining checkpoint already give most (over half) of the final
+    checkpoint's benefit over the random init (epoch 0), in final accuracy and in accuracy
+    after one fine-tuning epoch (speed)?
+
+    Per fine-tuning seed s, d_s = (a_mid − a_0) − (a_final − a_mid): the benefit reached by
+    the middle checkpoint minus the benefit still to come.  "yes" when the 95% t-interval of
+    the mean of d_s over seeds is above 0 for both measures, "no" when either is below 0,
+    else "inconclusive" (one seed gives no interval, so it is inconclusive).  The middle
+    checkpoint is the saved epoch at position len // 2 of the sorted saved epochs.
+    """
+    epochs = sorted(checkpoints.checkpoint_epoch.unique())
+    first, mid, last = epochs[0], epochs[len(epochs) // 2], epochs[-1]
+    parts, verdicts = [], []
+    for column, label in (("accuracy", "final accuracy"), ("accuracy_epoch1", "after epoch 1")):
+        by = checkpoints.pivot_table(index="seed", columns="checkpoint_epoch", values=column)
+        d = (by[mid] - by[first]) - (by[last] - by[mid])
+        m, h, n = mean_ci(d)
+        share = (by[mid] - by[first]).mean() / (by[last] - by[first]).mean() \
+            if (by[last] - by[first]).mean() > 0 else float("nan")
+        verdicts.append(_verdict(m - h, m + h))
+        parts.append(f"{label}: epoch {first} {by[first].mean():.3f}, epoch {mid} "
+                     f"{by[mid].mean():.3f}, epoch {last} {by[last].mean():.3f}"
+                     + (f" ({share:.0%} of the benefit at epoch {mid})" if np.isfinite(share)
+                        else " (no benefit over the random init)")
+                     + f", reached − to come {m:+.3f} {_pm(h)}")
+    n_seeds = checkpoints.seed.nunique()
+    return "; ".join(parts) + f" ({n_seeds} seed{'s' if n_seeds > 1 else ''})", _all(verdicts)
+
+
+def reader_findings(comparison: pd.DataFrame) -> pd.DataFrame:
+    """:func:`paper_vs_run` for the page: finding, the paper's claim with its source, and per
+    arm "verdict — measured" in one column."""
+    arms = [c[:-len(": reproduced")] for c in comparison.columns if c.endswith(": reproduced")]
+    paper = [c for c in comparison.columns if c.startswith("paper")][0]
+    return pd.DataFrame({"finding": comparison.finding,
+                         "paper": comparison[paper] + " (" + comparison.source + ")",
+                         **{arm: comparison[f"{arm}: reproduced"] + " — "
+                            + comparison[f"{arm}: measured"] for arm in arms}})
 
 
 def paper_vs_run(findings: dict[str, dict]) -> pd.DataFrame:
