@@ -77,6 +77,12 @@ def pair_cka(pairs: dict, test_set, device=None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _split_pair(table: pd.DataFrame) -> pd.DataFrame:
+    """A ``pair`` column of (type, seeds) names split into ``pair`` (type) and ``seeds``."""
+    return table.assign(seeds=[str(seeds) for _, seeds in table.pair],
+                        pair=[kind for kind, _ in table.pair])
+
+
 def _body(state: dict, arch: Arch) -> dict:
     """Trainable-weight tensors outside the head (BN running statistics excluded)."""
     return {k: v for k, v in state.items() if not k.startswith(arch.head + ".")
@@ -280,9 +286,12 @@ def basin_analysis(runs: dict, target: str, train_images, test_set, points: int 
         check_choice("interpolation pair type", kind, PAIR_TYPES)
     pairs = seed_pairs(runs, target)
     # one call: every run's stage features are computed once, not once per pair it is in
-    cka = pair_cka(pairs, test_set, device)
-    cka["seeds"] = [seeds for _, seeds in cka.pair]
-    cka["pair"] = [kind for kind, _ in cka.pair]
+    cka = _cached_frame("transfer-cka",
+                        {"pairs": [[kind, seeds, a.key, b.key]
+                                   for (kind, seeds), (a, b) in pairs.items()],
+                         "test": test_set.fingerprint},
+                        lambda: _split_pair(pair_cka(pairs, test_set, device)),
+                        (pair_cka, stage_features, linear_cka, _split_pair))
     dist = [{"pair": kind, "seeds": seeds, "l2_distance": l2_distance(a.state, b.state, a.arch)}
             for (kind, seeds), (a, b) in pairs.items()]
     seeds = sorted({s for (t, _, s, *rest) in runs if t == target and not rest})

@@ -93,10 +93,14 @@ def write_bundle(static_dir: str | Path) -> Path:
 # Sphinx extension
 # --------------------------------------------------------------------------
 CSS_NAME = "diffred.css"
-#: page styles: tables scroll inside the column instead of being cut, the provenance panel
+#: page styles: tables scroll inside the column instead of being cut (headers and text cells
+#: wrap), long code lines wrap, the provenance panel
 CSS = """\
-.cell_output table { display: block; max-width: 100%; overflow-x: auto; font-size: 0.85em; }
-.cell_output table td, .cell_output table th { padding: 0.15em 0.6em; }
+.cell_output table { display: block; max-width: 100%; overflow-x: auto; font-size: 0.8em; }
+.cell_output table td, .cell_output table th { padding: 0.15em 0.45em; }
+.cell_output table th { white-space: normal; vertical-align: bottom; }
+.cell_output table td { white-space: normal; }
+div.cell_input pre, .cell_output pre { white-space: pre-wrap; overflow-wrap: anywhere; }
 .diffred-vega { max-width: 100%; overflow-x: auto; }
 .diffred-provenance p { font-size: 0.85em; margin-bottom: 0.3em; }
 .diffred-provenance details summary { cursor: pointer; font-size: 0.85em; }

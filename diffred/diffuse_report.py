@@ -16,15 +16,15 @@ def accuracy_chart(curve: pd.DataFrame, facet_row: str = "model", facet_column: 
     from .plots import alt
     data = curve[curve["method"] != "full"].assign(
         lo=lambda d: d["accuracy"] - d["accuracy_std"], hi=lambda d: d["accuracy"] + d["accuracy_std"])
-    x = alt.X("fraction:Q", scale=alt.Scale(type="log"),
-              title="fraction kept (neurons, or directions for baselines)")
+    # a short title: it is repeated under every panel
+    x = alt.X("fraction:Q", scale=alt.Scale(type="log"), title="fraction kept")
     color = alt.Color("method:N", title="subset / baseline", legend=alt.Legend(orient="bottom"))
     band = alt.Chart().mark_area(opacity=0.25).encode(x=x, y="lo:Q", y2="hi:Q", color=color)
     line = alt.Chart().mark_line(point=True).encode(
         x=x, y=alt.Y("accuracy:Q", title="test accuracy"), color=color,
         tooltip=["model", "dataset", "method", "fraction", "k", alt.Tooltip("accuracy", format=".3f")])
-    # narrow panels: four datasets side by side fit the book's content column
-    return alt.layer(band, line, data=data).properties(width=125, height=115).facet(
+    # narrow panels: four datasets side by side fit the book's content column (676 px)
+    return alt.layer(band, line, data=data).properties(width=105, height=115).facet(
         row=alt.Row(f"{facet_row}:N", title=None),
         column=alt.Column(f"{facet_column}:N", title=None))
 
@@ -56,8 +56,8 @@ def pareto_chart(points: pd.DataFrame):
         tooltip=["dataset", "model", "layer", "method", "fraction", alt.Tooltip("ratio", format=".3f")])
     front = alt.Chart().mark_line(strokeWidth=2.5).encode(x=x, y=y, color="dataset:N").transform_filter(
         "datum.on_frontier")
-    return alt.layer(dots, front, data=data).properties(width=215, height=240).facet(
-        column=alt.Column("panel:N", title=None))
+    return alt.layer(dots, front, data=data).properties(width=230, height=240).facet(
+        column=alt.Column("panel:N", title=None)).configure_legend(orient="bottom", columns=4)
 
 
 def class_cost_chart(cost: pd.DataFrame):
@@ -71,8 +71,9 @@ def class_cost_chart(cost: pd.DataFrame):
         tooltip=["model", "dataset", "fraction", alt.Tooltip("unevenness", format=".3f"),
                  alt.Tooltip("null", format=".3f"), "worst_class"])
     null = alt.Chart().mark_line(strokeDash=[4, 3]).encode(x=x, y="null:Q", color=color)
-    return alt.layer(line, null, data=cost).properties(width=125, height=120).facet(
-        column=alt.Column("dataset:N", title=None))
+    # three panels a row: the six datasets in two rows fit the content column
+    return alt.layer(line, null, data=cost).properties(width=160, height=120).facet(
+        facet=alt.Facet("dataset:N", title=None), columns=3)
 
 
 def layer_chart(dr: pd.DataFrame, delta: float = 0.9):

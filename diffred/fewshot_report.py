@@ -145,7 +145,10 @@ def fraction_chart(curves: pd.DataFrame):
     base = alt.Chart(data).encode(
         x=alt.X("fraction:Q", scale=alt.Scale(type="log"), title="fraction of dimensions kept"),
         color=alt.Color("K:N", title="shots K", sort=sorted(data.K.unique(), key=int)),
-        strokeDash=alt.StrokeDash("ranking:N", title="ranking"))
+        # stroke symbols: a point symbol would hide the dash that tells the rankings apart
+        strokeDash=alt.StrokeDash("ranking:N", title="ranking",
+                                  legend=alt.Legend(symbolType="stroke", symbolStrokeWidth=2,
+                                                    symbolSize=400)))
     lines = base.mark_line(point=True).encode(
         y=alt.Y("acc_pct:Q", title="accuracy (%)", scale=alt.Scale(zero=False)),
         tooltip=["model", "dataset", "shots", "ranking", "k",
@@ -186,9 +189,10 @@ def simulation_chart(sim: pd.DataFrame):
     base = alt.Chart(long).encode(x=alt.X("K:Q", scale=alt.Scale(type="log"),
                                           title="shots K (simulated Gaussian model)"),
                                   color=alt.Color("features:N", title=None))
+    # one y title for line and band (the band's fields would otherwise join the title)
     return (base.mark_line(point=True).encode(y=alt.Y("acc:Q", title="accuracy (%)"))
-            + base.mark_errorband().encode(y="lo:Q", y2="hi:Q")).properties(width=380,
-                                                                             height=200)
+            + base.mark_errorband().encode(y=alt.Y("lo:Q", title="accuracy (%)"), y2="hi:Q")
+            ).properties(width=380, height=200)
 
 
 def gain_chart(masks: pd.DataFrame):

@@ -16,7 +16,9 @@ PALETTE = ["#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#f
 def _theme() -> dict:
     return {"config": {"view": {"continuousWidth": 320, "continuousHeight": 220, "stroke": None},
                        "range": {"category": PALETTE},
-                       "axis": {"labelFontSize": 11, "titleFontSize": 12, "gridOpacity": 0.5},
+                       "axis": {"labelFontSize": 11, "titleFontSize": 12, "gridOpacity": 0.5,
+                                # drop tick labels that would touch ("0.10.2")
+                                "labelOverlap": "greedy", "labelSeparation": 4},
                        "legend": {"labelFontSize": 11, "titleFontSize": 12},
                        "title": {"fontSize": 13, "anchor": "start"}}}
 

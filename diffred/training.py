@@ -9,6 +9,7 @@ the architecture's input config (:attr:`diffred.models.Arch.inputs`, see
 """
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
@@ -212,7 +213,7 @@ def _unpack_states(arrays: dict) -> dict[str, dict]:
 # --------------------------------------------------------------------------- train
 def train(arch: Arch, train_set: Images, test_set: Images, config: TrainConfig, *,
           init: Init = RANDOM, seed: int = 0, save_epochs=(), device=None,
-          precision: str | None = None, log: Callable[[str], None] | None = print) -> Run:
+          precision: str | None = None, log: Callable[[str], None] | None = None) -> Run:
     """Train (or fetch from the cache) one run; returns its :class:`Run`.
 
     Cache key: architecture, train/test fingerprints (block shuffle included), config, seed,
@@ -221,7 +222,9 @@ def train(arch: Arch, train_set: Images, test_set: Images, config: TrainConfig, 
     weights, and the final ``test_accuracy`` is measured with those statistics.
     ``precision`` (None: :func:`diffred.precision.setting`) picks the training path
     (:func:`diffred.precision.training_path`: fp32, channels-last, or channels-last + bf16
-    autocast of forward and loss); any path but "fp32" is part of the key.
+    autocast of forward and loss); any path but "fp32" is part of the key.  ``log`` receives
+    the one-line summary of a newly trained run (default: stderr, which the book removes from
+    its pages; ``lambda line: None`` for silence).
     """
     device = device or default_device()
     path = training_path(device, precision, arch.name)
@@ -238,6 +241,8 @@ def train(arch: Arch, train_set: Images, test_set: Images, config: TrainConfig, 
                               path)
         meta["seconds"] = time.time() - t0
         store.save(key, arrays, {**meta, "spec": spec})
+        if log is None:       # stderr: a progress line, kept out of the book's pages
+            log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
         if log:
             log(f"trained {arch.name} on {train_set.name} (init {init.kind}, seed {seed}, "
                 f"block {train_set.block}) in {meta['seconds']:.0f}s: "

@@ -285,12 +285,15 @@ def checkpoint_sweep(arch: Arch, source_run: Run, train_set: ImageSet, test_set:
 
 def lr_selection_table(selection: pd.DataFrame) -> pd.DataFrame:
     """Reader table: validation accuracy per rate (columns), per target and init; the chosen
-    rate marked with '◀'."""
-    cell = selection.apply(lambda r: f"{r.val_accuracy:.3f}" + (" ◀" if r.chosen else ""),
-                           axis=1)
+    rate marked with '◀', and '◀ edge' where it is the grid's smallest or largest rate (a
+    better one may lie outside the grid)."""
+    low, high = selection.lr.min(), selection.lr.max()
+    cell = selection.apply(lambda r: f"{r.val_accuracy:.3f}" + (
+        (" ◀ edge" if r.lr in (low, high) else " ◀") if r.chosen else ""), axis=1)
     return (selection.assign(cell=cell)
             .pivot_table(index=["dataset", "init"], columns="lr", values="cell",
-                         aggfunc="first").rename(columns=lambda lr: f"lr {lr:g}"))
+                         aggfunc="first", sort=False).rename(columns=lambda lr: f"lr {lr:g}")
+            .reset_index().rename(columns={"dataset": "target"}))
 
 
 # --------------------------------------------------------------------------- charts
@@ -313,7 +316,8 @@ def curves_chart(curves: pd.DataFrame, color: str = "init"):
     return alt.Chart(curves).mark_line(point=True).encode(
         x="epoch:Q", y=alt.Y("test_accuracy:Q", title="test accuracy"),
         color=alt.Color(f"{color}:N", legend=alt.Legend(orient="bottom")), detail="seed:N",
-        strokeDash=alt.StrokeDash("init:N", legend=alt.Legend(orient="bottom")),
+        strokeDash=alt.StrokeDash("init:N", legend=alt.Legend(
+            orient="bottom", symbolType="stroke", symbolStrokeWidth=2, symbolSize=400)),
     ).properties(width=170, height=150).facet(column=alt.Column("dataset:N", title=None)
                                              ).properties(title="Training curves")
 
@@ -326,7 +330,9 @@ def block_chart(table: pd.DataFrame):
     long["when"] = long["when"].map({"accuracy": "final", "accuracy_epoch1": "after epoch 1"})
     return alt.Chart(long).mark_line(point=True).encode(
         x=alt.X("block:Q", scale=alt.Scale(type="log", base=2), title="block size b (px)"),
-        y=alt.Y("acc:Q", title="test accuracy"), color="init:N", strokeDash="when:N",
+        y=alt.Y("acc:Q", title="test accuracy"), color="init:N",
+        strokeDash=alt.StrokeDash("when:N", title=None, legend=alt.Legend(
+            symbolType="stroke", symbolStrokeWidth=2, symbolSize=400)),
     ).properties(width=260, height=180, title="Block shuffle: accuracy vs block size")
 
 

@@ -130,6 +130,8 @@ def check_04(t: dict, p: dict):
     ckpt = t["checkpoints_controlled"]
     assert set(ckpt.checkpoint_epoch) == set(p["save_epochs"])
     assert ckpt.epochs_to_90.between(1, p["finetune_epochs"]).all()
+    assert ckpt.seed.nunique() == min(p["checkpoint_seeds"], len(p["seeds"]))
+    assert set(t["interpolation_real"].pair) == set(p["real_interpolation_types"])
 
 
 CHECKS = {"01": check_01, "02": check_02, "03": check_03, "04": check_04}

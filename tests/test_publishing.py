@@ -191,3 +191,56 @@ def test_citations_resolve_and_outputs_are_clean(site: Path):
     assert len(surnames) == len(bib_keys())
     for surname in surnames:
         assert surname in bib, f"{surname} missing from the bibliography page"
+
+
+#: Run in each chapter page at 1280 px: every chart, output table and code block that is wider
+#: than the room it has (the article column, or the 136% of a ``full-width`` cell), or that
+#: scrolls sideways inside it, as "<kind> <width>px > <room>px: <caption>".
+LAYOUT_JS = """
+setTimeout(() => {
+  const art = document.querySelector("article.bd-article");
+  const column = art.getBoundingClientRect();
+  const bad = [];
+  document.querySelectorAll(".vega-embed, .cell_output table, div.cell_input pre, "
+                            + ".cell_output pre").forEach((e) => {
+    const cell = e.closest("div.cell");
+    const room = cell && cell.classList.contains("tag_full-width")
+      ? cell.getBoundingClientRect().right : column.right;
+    const box = e.getBoundingClientRect();
+    const next = cell && cell.nextElementSibling;
+    const caption = next ? (next.innerText || "").slice(0, 60).replace(/\\n/g, " ") : "";
+    if (box.left + e.scrollWidth > room + 2 || e.scrollWidth > e.clientWidth + 2)
+      bad.push(e.tagName + " " + e.scrollWidth + "px > " + Math.round(room - box.left)
+               + "px: " + caption);
+  });
+  const out = document.createElement("pre");
+  out.id = "diffred-layout"; out.textContent = JSON.stringify(bad);
+  document.body.appendChild(out);
+}, 3000);
+"""
+
+
+@pytest.mark.slow
+def test_charts_tables_and_code_fit_the_page_at_1280px(site: Path, tmp_path: Path):
+    import shutil
+    import subprocess
+    chromium = next((c for c in ("/usr/bin/chromium", shutil.which("chromium")) if c and
+                     Path(c).exists()), None)
+    if chromium is None:
+        pytest.skip("headless Chromium is not installed (apt-get install -y chromium)")
+    (site / "_layout.js").write_text(LAYOUT_JS)
+    for stem in chapters():
+        page = site / "chapters" / f"_layout_{stem}.html"
+        html = (site / "chapters" / f"{stem}.html").read_text()
+        page.write_text(html.replace("</body>", '<script src="../_layout.js"></script></body>'))
+        result = subprocess.run(
+            [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+             f"--user-data-dir={tmp_path / 'profile'}", "--host-resolver-rules=MAP * ~NOTFOUND",
+             "--virtual-time-budget=20000", "--window-size=1280,2000", "--dump-dom",
+             page.as_uri()], capture_output=True, text=True, timeout=180)
+        page.unlink()
+        found = re.search(r'<pre id="diffred-layout">(.*?)</pre>', result.stdout, re.S)
+        assert found, f"{stem}: the layout probe did not run (rc={result.returncode})"
+        import html as html_lib
+        too_wide = json.loads(html_lib.unescape(found.group(1)))
+        assert not too_wide, f"{stem}: wider than the page at 1280 px: {too_wide}"
