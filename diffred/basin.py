@@ -354,9 +354,11 @@ def pair_table(basin: dict, digits: int = 3) -> pd.DataFrame:
         m, h, n = row.get(name), row.get(f"{name}_ci"), row.get(f"{name}_n")
         if m is None or not np.isfinite(m):
             return "–"
+        if name == "l2_distance":    # distances: significant digits, not decimals
+            ci = f" ± {h:.2g}" if h is not None and np.isfinite(h) else ""
+            return f"{m:.{digits}g}{ci} ({int(n)})"
         ci = f" ± {h:.{digits}f}" if h is not None and np.isfinite(h) else ""
-        return f"{m:.{digits}g}{ci} ({int(n)})" if name == "l2_distance" \
-            else f"{m:.{digits}f}{ci} ({int(n)})"
+        return f"{m:.{digits}f}{ci} ({int(n)})"
     return pd.DataFrame([{"pair": r["pair"], "CKA (mean over stages)": cell(r, "cka"),
                           "ℓ2 distance": cell(r, "l2_distance"), "barrier": cell(r, "barrier")}
                          for r in summary.to_dict("records")])
@@ -384,10 +386,14 @@ def interpolation_chart(table: pd.DataFrame):
 def criticality_chart(table: pd.DataFrame):
     from .plots import alt
     shown = table.assign(criticality=table.criticality.replace(np.inf, np.nan))
+    if "arm" not in shown:
+        shown = shown.assign(arm="")
     return alt.Chart(shown).mark_bar().encode(
         x=alt.X("stage:N", sort=None, title=None),
         y=alt.Y("criticality:Q", scale=alt.Scale(type="symlog"),
                 title="module criticality μ (symlog)"),
         color="init:N", xOffset="init:N", tooltip=["init", "stage", "criticality", "alpha",
                                                    "sigma", "evaluations"],
-    ).properties(width=300, height=170, title="Module criticality (0 = rewindable)")
+    ).properties(width=alt.Step(16), height=170).facet(   # one panel per arm: own stages
+        column=alt.Column("arm:N", title=None)).resolve_scale(x="independent").properties(
+        title="Module criticality (0 = rewindable)")

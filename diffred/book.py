@@ -100,7 +100,8 @@ CSS = """\
 .cell_output table td, .cell_output table th { padding: 0.15em 0.45em; }
 .cell_output table th { white-space: normal; vertical-align: bottom; }
 .cell_output table td { white-space: normal; }
-div.cell_input pre, .cell_output pre { white-space: pre-wrap; overflow-wrap: anywhere; }
+div.highlight pre, .cell_output pre { white-space: pre-wrap; overflow-wrap: anywhere; }
+div.cell_input pre { font-size: 0.76rem; }   /* a 92-character line fits the column */
 .diffred-vega { max-width: 100%; overflow-x: auto; }
 .diffred-provenance p { font-size: 0.85em; margin-bottom: 0.3em; }
 .diffred-provenance details summary { cursor: pointer; font-size: 0.85em; }
@@ -220,10 +221,15 @@ def enable_offline_altair(**options: Any) -> None:
 # --------------------------------------------------------------------------
 def reader_table(df, columns=None, rename: dict | None = None, digits: int = 3):
     """A table cut down for the page: chosen ``columns`` (those present, in order), renamed,
-    floats rounded to ``digits``, no index.  The full table stays in ``data/results``."""
+    floats rounded to ``digits``, no index, text cells of up to 24 characters unbroken.  The
+    full table stays in ``data/results``."""
     if columns is not None:
         df = df[[c for c in columns if c in df.columns]]
     df = df.rename(columns=rename or {})
+    # short text cells ("52.0 ± 0.4 (13)") stay on one line; long ones wrap in the column
+    df = df.apply(lambda col: col.map(lambda v: v.replace(" ", "\u00a0")
+                                      if isinstance(v, str) and len(v) <= 24 else v)
+                  if col.dtype == object else col)
     floats = [c for c in df.columns if df[c].dtype.kind == "f"]
     return df.style.format({c: f"{{:.{digits}f}}" for c in floats}, na_rep="–").hide(
         axis="index")

@@ -56,8 +56,8 @@ def pareto_chart(points: pd.DataFrame):
         tooltip=["dataset", "model", "layer", "method", "fraction", alt.Tooltip("ratio", format=".3f")])
     front = alt.Chart().mark_line(strokeWidth=2.5).encode(x=x, y=y, color="dataset:N").transform_filter(
         "datum.on_frontier")
-    return alt.layer(dots, front, data=data).properties(width=230, height=240).facet(
-        column=alt.Column("panel:N", title=None)).configure_legend(orient="bottom", columns=4)
+    return alt.layer(dots, front, data=data).properties(width=205, height=240).facet(
+        column=alt.Column("panel:N", title=None)).configure_legend(orient="bottom", columns=3)
 
 
 def class_cost_chart(cost: pd.DataFrame):

@@ -6,12 +6,17 @@ from __future__ import annotations
 import pandas as pd
 
 
+def with_task(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with a ``task`` column "model · dataset · features" (one wrapping text column
+    instead of three in a reader table)."""
+    return df.assign(task=df.model + " · " + df.dataset + " · " + df.features)
+
+
 def sweep_view(sweep: pd.DataFrame) -> pd.DataFrame:
     """The per-task clustering sweep as one row per task and one column per threshold c,
     each cell "% redundant · test accuracy" (threshold −1: no clustering)."""
-    rows = sweep.assign(task=sweep.model + " · " + sweep.dataset + " · " + sweep.features,
-                        cell=[f"{p:.1f}% · {a:.3f}" for p, a in
-                              zip(sweep.pct_redundant, sweep.test_acc)])
+    rows = with_task(sweep).assign(cell=[f"{p:.1f}% · {a:.3f}" for p, a in
+                                         zip(sweep.pct_redundant, sweep.test_acc)])
     table = rows.pivot_table(index="task", columns="threshold", values="cell", aggfunc="first",
                              sort=False)
     table.columns = ["no clustering" if c < 0 else f"c = {c:g}" for c in table.columns]
@@ -55,6 +60,6 @@ def selection_chart(curves: pd.DataFrame):
                                   legend=alt.Legend(orient="bottom")),
         tooltip=["model", "dataset", "selected_layer", "method", "k",
                  alt.Tooltip("pct:Q", format=".2f"), alt.Tooltip("test_acc:Q", format=".3f")]
-    ).properties(width=150, height=130).facet(   # three panels a row fit the content column
+    ).properties(width=140, height=130).facet(   # three panels a row fit the content column
         facet=alt.Facet("panel:N", title=None, header=alt.Header(labelLimit=190)), columns=3
     ).resolve_scale(y="independent").properties(title="Minimal neuron sets: ranked vs random")

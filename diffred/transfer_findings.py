@@ -211,8 +211,9 @@ def reader_findings(comparison: pd.DataFrame) -> pd.DataFrame:
     paper = [c for c in comparison.columns if c.startswith("paper")][0]
     return pd.DataFrame({"finding": comparison.finding,
                          "paper": comparison[paper] + " (" + comparison.source + ")",
-                         **{arm: comparison[f"{arm}: reproduced"] + " — "
-                            + comparison[f"{arm}: measured"] for arm in arms}})
+                         **{arm: [m if v == "—" else f"{v} — {m}" for v, m in
+                                  zip(comparison[f"{arm}: reproduced"],
+                                      comparison[f"{arm}: measured"])] for arm in arms}})
 
 
 def paper_vs_run(findings: dict[str, dict]) -> pd.DataFrame:

@@ -201,7 +201,7 @@ setTimeout(() => {
   const art = document.querySelector("article.bd-article");
   const column = art.getBoundingClientRect();
   const bad = [];
-  document.querySelectorAll(".vega-embed, .cell_output table, div.cell_input pre, "
+  document.querySelectorAll(".vega-embed, .cell_output table, div.highlight pre, "
                             + ".cell_output pre").forEach((e) => {
     const cell = e.closest("div.cell");
     const room = cell && cell.classList.contains("tag_full-width")
