@@ -229,7 +229,7 @@ def reader_table(df, columns=None, rename: dict | None = None, digits: int = 3):
     # short text cells ("52.0 ± 0.4 (13)") stay on one line; long ones wrap in the column
     df = df.apply(lambda col: col.map(lambda v: v.replace(" ", "\u00a0")
                                       if isinstance(v, str) and len(v) <= 24 else v)
-                  if col.dtype == object else col)
+                  if col.dtype.kind in "OSUT" or str(col.dtype) == "str" else col)
     floats = [c for c in df.columns if df[c].dtype.kind == "f"]
     return df.style.format({c: f"{{:.{digits}f}}" for c in floats}, na_rep="–").hide(
         axis="index")
