@@ -221,14 +221,14 @@ def enable_offline_altair(**options: Any) -> None:
 # --------------------------------------------------------------------------
 def reader_table(df, columns=None, rename: dict | None = None, digits: int = 3):
     """A table cut down for the page: chosen ``columns`` (those present, in order), renamed,
-    floats rounded to ``digits``, no index, text cells of up to 24 characters unbroken.  The
+    floats rounded to ``digits``, no index, no line break at a "±".  The
     full table stays in ``data/results``."""
     if columns is not None:
         df = df[[c for c in columns if c in df.columns]]
     df = df.rename(columns=rename or {})
-    # short text cells ("52.0 ± 0.4 (13)") stay on one line; long ones wrap in the column
-    df = df.apply(lambda col: col.map(lambda v: v.replace(" ", "\u00a0")
-                                      if isinstance(v, str) and len(v) <= 24 else v)
+    # "52.0 ± 0.4" never breaks at the ±; cells may still wrap at their other spaces
+    df = df.apply(lambda col: col.map(lambda v: v.replace(" ± ", "\u00a0±\u00a0")
+                                      if isinstance(v, str) else v)
                   if col.dtype.kind in "OSUT" or str(col.dtype) == "str" else col)
     floats = [c for c in df.columns if df[c].dtype.kind == "f"]
     return df.style.format({c: f"{{:.{digits}f}}" for c in floats}, na_rep="–").hide(

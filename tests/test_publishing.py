@@ -246,12 +246,12 @@ def test_charts_tables_and_code_fit_the_page_at_1280px(site: Path, tmp_path: Pat
         assert not too_wide, f"{stem}: wider than the page at 1280 px: {too_wide}"
 
 
-def test_reader_table_keeps_short_cells_on_one_line():
+def test_reader_table_keeps_an_interval_on_one_line():
     import pandas as pd
     from diffred.book import reader_table
     df = pd.DataFrame({"cell": ["52.0 ± 0.4 (13)", "a long sentence that may wrap in the column"],
                        "x": [0.12345, 1.0]})
     html = reader_table(df).to_html()
-    assert "52.0\u00a0±\u00a00.4\u00a0(13)" in html          # no break inside a short cell
+    assert "52.0\u00a0±\u00a00.4 (13)" in html          # no break at the ±
     assert "a long sentence that may" in html                   # long text keeps its spaces
     assert "0.123" in html and "0.12345" not in html            # floats rounded
