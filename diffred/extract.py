@@ -57,7 +57,8 @@ def features(model: str | Backbone, dataset: str | Data, split: str = "train",
              layer="penultimate", *, n_per_class: int | None = None, n: int | None = None,
              seed: int = 0, pooling: str = "mean", resolution: int | None = None, views: int = 0,
              batch_size: int | None = None, device: str | None = None,
-             precision: str | None = None, progress: bool = True) -> Features:
+             precision: str | None = None, progress: bool = True,
+             verify: bool | None = None) -> Features:
     """Features of ``layer`` of ``model`` on a dataset split (cached).
 
     Parameters mirror :func:`diffred.datasets.load_dataset` for the subset; ``resolution``
@@ -69,6 +70,9 @@ def features(model: str | Backbone, dataset: str | Data, split: str = "train",
     None: :func:`diffred.precision.setting` (a chapter's ``precision`` parameter).
     ``model``: a registry name, or a loaded text :class:`~diffred.models.Backbone` (e.g. a
     fine-tuned encoder, :mod:`diffred.finetune`) cached under its name and fingerprint.
+    ``verify``: the cache's integrity check of an entry found (None: hash each file on its
+    first open in this process; False: sizes only — for a caller that needs the features'
+    content keys, not their values).
     """
     data = dataset if isinstance(dataset, Data) else load_dataset(
         dataset, split, n_per_class=n_per_class, n=n, seed=seed)
@@ -100,7 +104,8 @@ def features(model: str | Backbone, dataset: str | Data, split: str = "train",
         specs = {lay: {**base, "layer": lay} for lay in layers}
     else:
         specs = {lay: {**base, "layer": lay, "pooling": pooling} for lay in layers}
-    out = {lay: STORE.load(hash_key(spec), mmap=True) for lay, spec in specs.items()}
+    out = {lay: STORE.load(hash_key(spec), mmap=True, verify=verify)
+           for lay, spec in specs.items()}
     missing = [lay for lay, hit in out.items() if hit is None]
     if missing:
         backbone = backbone or load_model(model)

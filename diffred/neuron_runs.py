@@ -64,10 +64,12 @@ def _feature_keys(model, dataset: str, split: str, n: int | None, seed: int = 0,
                   pooling: str = "cls", device: str | None = None,
                   progress: bool = False) -> list[str]:
     """Content keys of every layer's cached features (extracted on a miss): what a result
-    computed from them depends on — weights hash, data subset, preprocessing."""
+    computed from them depends on — weights hash, data subset, preprocessing.  Only keys are
+    needed, so found entries are size-checked, not hashed (a warm rebuild whose tables are all
+    cached then reads no feature array; a computation that does read them verifies them)."""
     from .extract import features
     feats = features(model, dataset, split, layer="all", n=n, seed=seed, pooling=pooling,
-                     device=device, progress=progress)
+                     device=device, progress=progress, verify=False)
     return [feats[k].meta["key"] for k in sorted(feats)]
 
 
