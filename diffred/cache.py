@@ -50,7 +50,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from .errors import CacheWriteError
-from .paths import cache_dir
+from .paths import atomic_write_bytes, cache_dir  # noqa: F401  (re-exported)
 
 HASH = "sha256"                       # written; faster than blake2b here (module docstring)
 HASHES = ("sha256", "blake2b")        # read
@@ -80,21 +80,6 @@ def _digest(f, algo: str = HASH) -> str:
 def file_sha256(path: Path) -> str:
     with open(path, "rb") as f:
         return _digest(f, "sha256")
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file (``.<name>.<pid>-*.tmp``) and rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}-",
-                               suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _warn(message: str) -> None:

@@ -57,36 +57,87 @@ def book_parameters(params: dict) -> dict[str, dict]:
     return out
 
 
+#: A chapter cell's time limit when neither ``--cell-timeout`` nor ``DIFFRED_CELL_TIMEOUT``
+#: says otherwise: generous (the longest default cell, chapter 4's real-arm selection, takes
+#: about 6 min on 2 cores), yet a hung kernel fails in hours, not never.
+CELL_TIMEOUT = 7200.0
+
+
+def cell_timeout(seconds: float | None = None) -> float:
+    """Seconds one chapter cell may run: ``seconds``, else ``DIFFRED_CELL_TIMEOUT``, else
+    :data:`CELL_TIMEOUT` (a one-line error for a value that is not a positive number)."""
+    raw = seconds if seconds is not None else os.environ.get("DIFFRED_CELL_TIMEOUT", CELL_TIMEOUT)
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        value = -1.0
+    if not value > 0:
+        raise DiffredError(f"cell timeout {raw!r} is not a positive number of seconds "
+                           f"(--cell-timeout or DIFFRED_CELL_TIMEOUT)")
+    return value
+
+
+def execute_notebook(source: Path, output: Path, name: str, params: dict | None = None,
+                     cwd: Path = CHAPTERS_DIR, progress: bool = False,
+                     timeout: float | None = None) -> Path:
+    """Execute a MyST notebook with papermill, every cell under a watchdog of ``timeout``
+    seconds (:func:`cell_timeout`).  A failing cell, or one that runs past the limit, raises a
+    one-line :class:`DiffredError` naming ``name``, the cell and the limit."""
+    import jupytext
+    import papermill as pm
+    from nbclient.exceptions import CellTimeoutError
+    limit = cell_timeout(timeout)
+    notebook = jupytext.read(source)
+    with tempfile.TemporaryDirectory() as tmp:
+        ipynb = Path(tmp) / f"{Path(source).stem}.ipynb"
+        jupytext.write(notebook, ipynb)
+        try:
+            pm.execute_notebook(str(ipynb), str(output), parameters=params or {},
+                                kernel_name="python3", cwd=str(cwd), progress_bar=progress,
+                                request_save_on_cell_execute=False, execution_timeout=limit)
+        except pm.PapermillExecutionError as err:
+            raise DiffredError(f"chapter {name} failed in cell {err.exec_count}: "
+                               f"{err.ename}: {err.evalue} (see {output})") from None
+        except CellTimeoutError as err:
+            raise DiffredError(f"chapter {name}: {_timed_out_cell(notebook, str(err))} ran past "
+                               f"its time limit of {limit:g} s (--cell-timeout or "
+                               f"DIFFRED_CELL_TIMEOUT)") from None
+    return output
+
+
+def _timed_out_cell(notebook, message: str) -> str:
+    """'cell N ("first line")' for the code cell nbclient's timeout message previews."""
+    preview = message.split("-------------------\n")[1].strip() if \
+        message.count("-------------------") >= 2 else ""
+    code = [c for c in notebook.cells if c.cell_type == "code"]
+    for i, cell in enumerate(code, 1):
+        if preview and cell.source.strip().startswith(preview[:200]):
+            first = cell.source.strip().splitlines()[0]
+            return f"code cell {i} of {len(code)} ({first[:60]!r})"
+    return "a cell"
+
+
 def run_chapter(chapter: str, params: dict | None = None, output: Path | None = None,
-                progress: bool = False) -> Path:
+                progress: bool = False, timeout: float | None = None) -> Path:
     """Execute a chapter with papermill and return the executed notebook's path.
 
     ``params`` override the chapter's ``parameters`` cell: every name and value (and the quick
-    preset they combine with) is checked before the notebook starts.
+    preset they combine with) is checked before the notebook starts.  Every cell runs under a
+    watchdog of ``timeout`` seconds (:func:`cell_timeout`: ``DIFFRED_CELL_TIMEOUT``, default
+    2 h).
     """
-    import jupytext
-    import papermill as pm
     path = resolve_chapter(chapter)
     params = {_local_name(path.stem, k): v for k, v in (params or {}).items()}
     rules = schema(path.stem)
     params = {k: rules.value(k, v) for k, v in params.items()}
     resolve_parameters(path.stem, params)        # every value (quick preset too) checked first
+    cell_timeout(timeout)
     output = Path(output or Path.cwd() / f"{path.stem}.out.ipynb")
-    with tempfile.TemporaryDirectory() as tmp:
-        source = Path(tmp) / f"{path.stem}.ipynb"
-        jupytext.write(jupytext.read(path), source)
-        try:
-            pm.execute_notebook(str(source), str(output), parameters=params,
-                                kernel_name="python3", cwd=str(CHAPTERS_DIR),
-                                progress_bar=progress, request_save_on_cell_execute=False)
-        except pm.PapermillExecutionError as err:
-            raise DiffredError(f"chapter {path.stem} failed in cell {err.exec_count}: "
-                               f"{err.ename}: {err.evalue} (see {output})") from None
-    return output
+    return execute_notebook(path, output, path.stem, params, progress=progress, timeout=timeout)
 
 
 def build_book(params: dict | None = None, output: Path | None = None,
-               progress: bool = False) -> Path:
+               progress: bool = False, timeout: float | None = None) -> Path:
     """Execute every chapter with papermill, printing each one's wall time, then build the site
     from the executed notebooks (nothing is executed twice).  Returns the site's index.html.
 
@@ -108,11 +159,13 @@ def build_book(params: dict | None = None, output: Path | None = None,
         shutil.rmtree(source)
     (source / "chapters").mkdir(parents=True)
     per_chapter = book_parameters(params or {})
+    cell_timeout(timeout)
     started = time.perf_counter()
     for i, (stem, mine) in enumerate(per_chapter.items(), 1):
         print(f"[{i}/{len(per_chapter)}] {stem} ...", flush=True)
         t0 = time.perf_counter()
-        run_chapter(stem, mine, source / "chapters" / f"{stem}.ipynb", progress=progress)
+        run_chapter(stem, mine, source / "chapters" / f"{stem}.ipynb", progress=progress,
+                    timeout=timeout)
         print(f"[{i}/{len(per_chapter)}] {stem}: {time.perf_counter() - t0:.0f} s", flush=True)
         _drop_stderr(source / "chapters" / f"{stem}.ipynb")
     config = yaml.safe_load((PROJECT_DIR / "_config.yml").read_text())
@@ -206,10 +259,14 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
                    metavar=("NAME", "VALUE"), help="override a parameter (repeatable)")
     r.add_argument("-o", "--output", type=Path, help="executed notebook (default ./<chapter>.out.ipynb)")
+    r.add_argument("--cell-timeout", type=float, metavar="SECONDS",
+                   help=f"time limit of each cell (default $DIFFRED_CELL_TIMEOUT or {CELL_TIMEOUT:g})")
     b = sub.add_parser("book", help="run every chapter with papermill, then build the site")
     b.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
                    metavar=("NAME", "VALUE"), help="parameter for every chapter that has it")
     b.add_argument("-o", "--output", type=Path, help="folder (default _build/papermill)")
+    b.add_argument("--cell-timeout", type=float, metavar="SECONDS",
+                   help=f"time limit of each cell (default $DIFFRED_CELL_TIMEOUT or {CELL_TIMEOUT:g})")
     sub.add_parser("chapters", help="list chapters and their parameters")
     d = sub.add_parser("data", help="datasets: fetch the missing ones from their canonical sources")
     f = d.add_subparsers(dest="data_command", required=True).add_parser(
@@ -242,10 +299,13 @@ def main(argv=None) -> int:
             for stem, path in chapters().items():
                 print(f"{stem}: " + ", ".join(f"{k}={v!r}" for k, v in chapter_defaults(path).items()))
         elif args.command == "run":
-            out = run_chapter(args.chapter, dict(args.parameter), args.output, progress=True)
+            out = run_chapter(args.chapter, dict(args.parameter), args.output, progress=True,
+                              timeout=args.cell_timeout)
             print(f"wrote {out}")
         elif args.command == "book":
-            print(f"wrote {build_book(dict(args.parameter), args.output, progress=True)}")
+            index = build_book(dict(args.parameter), args.output, progress=True,
+                               timeout=args.cell_timeout)
+            print(f"wrote {index}")
         elif args.command == "data":
             _data_command(args)
         elif args.command == "extract":

@@ -9,6 +9,22 @@ The policy ``precision="auto" | "fp32" | "bf16"``:
   :data:`FAITHFUL_BF16` (measured to keep features faithful), else the fastest float32 path
   (``"fp32-fused"`` for vision on CPU, ``"fp32"`` for text).
 
+Flags are not trusted alone: a fast path is taken only when its self-test passed on this
+machine and no known-bad rule matches (:mod:`diffred.selftest`); otherwise the next path down,
+ending at plain ``"fp32"``, with one line on stderr saying why.  What ``"auto"`` picks:
+
+====================  ====================  ====================  ======================
+CPU class             vision extraction     text extraction       training (ch4)
+====================  ====================  ====================  ======================
+AVX2 (laptops)        fp32-fused            fp32                  channels-last
+AVX-512, no bf16      fp32-fused            fp32                  channels-last
+AVX512-BF16 / AMX     fp32-fused            bf16 (MiniLM, MPNet)  bf16 (small_resnet),
+                                                                  channels-last (lite0)
+====================  ====================  ====================  ======================
+
+each subject to its self-test; training a net with a stride-2 1x1 convolution of fewer than 8
+input channels (oneDNN issue 6035) always takes ``"fp32"``.
+
 Every call given ``precision=None`` uses the process :func:`setting` ("auto" unless
 :func:`use` changed it; a chapter's prologue sets it from its ``precision`` parameter).
 Features, training runs and cached result tables carry the path in their cache keys wherever
@@ -16,7 +32,7 @@ it is not plain fp32, so fp32 keys are the keys of before precision existed.
 
 On CUDA the extractor keeps its fp16 autocast (``"auto"``/``"bf16"``); ``"fp32"`` turns it off.
 
-The vision fast paths (:func:`prepare_vision`) work on a copy of the model: each batch norm
+The vision fast paths (:func:`diffred.fastpaths.prepare_vision`) work on a copy of the model: each batch norm
 that only reads a convolution's output (found by an fx trace) is folded into that
 convolution in float64, and the model and inputs go channels-last; ``"fp32-fused"`` stays
 float32 (same features to ~1e-6), ``"bf16"`` adds bf16 autocast.  Features always leave the
@@ -25,13 +41,15 @@ precision (:mod:`diffred.probe`) uses :func:`bf16_products`.
 """
 from __future__ import annotations
 
-import copy
 import re
-from contextlib import nullcontext
+import sys
 from functools import lru_cache
 from pathlib import Path
 
+from . import selftest
 from .errors import check_choice
+from .fastpaths import (PATHS, TRAINING_PATHS, autocast, conv_bn_pairs, fold_batchnorms,  # noqa: F401
+                        prepare_input, prepare_model, prepare_vision, training_context)
 
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -66,12 +84,25 @@ def bf16_supported() -> bool:
 
 
 def bf16_products(device) -> bool:
-    """Whether bfloat16 matrix products are fast on ``device``: a CUDA device that supports
-    bf16, or a CPU where :func:`bf16_supported` (the probes' mixed-precision test)."""
+    """Whether bfloat16 matrix products are fast and right on ``device``: a CUDA device that
+    supports bf16, or a CPU where :func:`bf16_supported` and the ``matmul:bf16`` self-test
+    passed (the probes' mixed-precision test)."""
     if str(device).startswith("cuda"):
         import torch
         return torch.cuda.is_bf16_supported()
-    return bf16_supported()
+    return bf16_supported() and verified("matmul:bf16")
+
+
+def verified(check: str) -> bool:
+    """Whether the fast path ``check`` passed its self-test on this machine
+    (:func:`diffred.selftest.passed`; recorded once per machine in the cache)."""
+    return selftest.passed(check)
+
+
+def _refuse(check: str) -> None:
+    """An explicitly requested path whose self-test failed: a one-line error."""
+    raise ValueError(f"precision 'bf16' failed its self-test on this machine ({check}: "
+                     f"{selftest.verdict(check)['reason']}); valid choices here: 'auto', 'fp32'")
 
 
 def check_precision(precision: str) -> str:
@@ -111,66 +142,6 @@ def result_tag() -> dict:
     return {"precision": setting()}
 
 
-# --------------------------------------------------------------------------- model surgery
-def conv_bn_pairs(model) -> list[tuple[str, str]]:
-    """(conv, batch norm) module names where the BN reads the conv's output and nothing
-    else does — found by an fx trace with convs and BNs as leaves ([] if it cannot trace)."""
-    import torch.fx as fx
-    import torch.nn as nn
-
-    class Tracer(fx.Tracer):
-        def is_leaf_module(self, module, name):
-            return isinstance(module, (nn.Conv2d, nn.BatchNorm2d)) or \
-                super().is_leaf_module(module, name)
-
-    try:
-        graph = Tracer().trace(model)
-    except Exception:   # untraceable (data-dependent control flow): fold nothing
-        return []
-    modules = dict(model.named_modules())
-    pairs = []
-    for node in graph.nodes:
-        src = node.args[0] if node.op == "call_module" and node.args else None
-        if isinstance(modules.get(node.target), nn.BatchNorm2d) and \
-                isinstance(src, fx.Node) and src.op == "call_module" and \
-                isinstance(modules.get(src.target), nn.Conv2d) and len(src.users) == 1:
-            pairs.append((src.target, node.target))
-    return pairs
-
-
-def fold_batchnorms(model, keep=()):
-    """A copy of ``model`` (eval) with each BatchNorm folded into the conv that feeds it.
-
-    Pairs come from :func:`conv_bn_pairs` (a conv output read by anything besides its BN is
-    not folded): ``w' = w * g / sqrt(v + eps)``, ``b' = (b - m) * g / sqrt(v + eps) + beta``,
-    in float64; the BN becomes its activation (timm's ``BatchNormAct2d``: ``drop`` then
-    ``act``) or ``Identity``.  Convs or BNs named in ``keep`` (layers whose own output is
-    read) are left alone.
-    """
-    import torch
-    import torch.nn as nn
-    model = copy.deepcopy(model).eval()
-    modules = dict(model.named_modules())
-    for conv_name, bn_name in conv_bn_pairs(model):
-        conv, bn = modules[conv_name], modules[bn_name]
-        if conv_name in keep or bn_name in keep or bn.running_var is None or \
-                bn.num_features != conv.out_channels:
-            continue
-        with torch.no_grad():
-            scale = (bn.weight.double() if bn.affine else 1.0) / \
-                torch.sqrt(bn.running_var.double() + bn.eps)
-            shift = (bn.bias.double() if bn.affine else 0.0) - bn.running_mean.double() * scale
-            bias = conv.bias.double() if conv.bias is not None else 0.0
-            conv.weight.copy_((conv.weight.double() * scale.view(-1, 1, 1, 1)).float())
-            conv.bias = nn.Parameter((bias * scale + shift).float(), requires_grad=False)
-        act = [m for m in (getattr(bn, "drop", None), getattr(bn, "act", None))
-               if m is not None and not isinstance(m, nn.Identity)]
-        parent, _, attr = bn_name.rpartition(".")
-        setattr(modules[parent] if parent else model, attr,
-                nn.Sequential(*act) if act else nn.Identity())
-    return model
-
-
 # --------------------------------------------------------------------------- policy
 #: Models measured to keep their features faithful under their bf16 path on CPU (relative
 #: feature error <= 1% and ImageNet top-1 agreement >= 99.5% for vision; hidden-state error
@@ -180,8 +151,6 @@ def fold_batchnorms(model, keep=()):
 #: and slower than "fp32-fused"), so vision stays float32 (see benchmarks/extract.py).
 FAITHFUL_BF16: frozenset = frozenset({"minilm_l6", "mpnet_base"})
 
-PATHS = ("fp32", "fp32-fused", "bf16", "cuda-fp16")
-
 
 def resolve(precision: str | None, device: str, model: str, kind: str = "vision") -> str:
     """The computation path that ``precision`` means for ``model`` on ``device``.
@@ -190,8 +159,10 @@ def resolve(precision: str | None, device: str, model: str, kind: str = "vision"
     ``"fp32-fused"`` (vision on CPU: BN folded into the convs, channels-last, still float32 —
     same numbers to ~1e-6), ``"bf16"`` (BN folded, channels-last, bf16 autocast) or
     ``"cuda-fp16"`` (fp16 autocast, as before).  ``"bf16"`` on a CPU without native bf16 is
-    an error; ``"auto"`` picks bf16 only where :func:`bf16_supported` and the model is in
-    :data:`FAITHFUL_BF16`, else the fastest float32 path; None: the :func:`setting`.
+    an error, and so is one whose self-test failed; ``"auto"`` picks bf16 only where
+    :func:`bf16_supported`, the model is in :data:`FAITHFUL_BF16` and the ``<kind>:bf16``
+    self-test passed, else the fastest float32 path whose self-test passed (``"fp32-fused"``
+    for vision), else ``"fp32"``; None: the :func:`setting`.
     """
     precision = chosen(precision)
     if precision == "fp32":
@@ -202,9 +173,13 @@ def resolve(precision: str | None, device: str, model: str, kind: str = "vision"
         raise ValueError("precision 'bf16' needs a CPU with native bf16 (avx512_bf16 or "
                          "amx_bf16) and a torch build with oneDNN bf16; valid choices here: "
                          "'auto', 'fp32'")
-    if precision == "bf16" or (bf16_supported() and model in FAITHFUL_BF16):
+    if precision == "bf16":
+        if not verified(f"{kind}:bf16"):
+            _refuse(f"{kind}:bf16")
         return "bf16"
-    return "fp32-fused" if kind == "vision" else "fp32"
+    if bf16_supported() and model in FAITHFUL_BF16 and verified(f"{kind}:bf16"):
+        return "bf16"
+    return "fp32-fused" if kind == "vision" and verified("vision:fp32-fused") else "fp32"
 
 
 def cache_tag(path: str) -> dict:
@@ -214,48 +189,7 @@ def cache_tag(path: str) -> dict:
     return {} if path == "fp32" else {"precision": path}
 
 
-def autocast(path: str):
-    """The autocast context of a path (a no-op for the float32 paths)."""
-    import torch
-    if path == "bf16":
-        return torch.autocast("cpu", dtype=torch.bfloat16)
-    if path == "cuda-fp16":
-        return torch.autocast("cuda", dtype=torch.float16)
-    return nullcontext()
-
-
-class VisionPath:
-    """A vision model prepared for one path: ``module`` (a copy unless the path is
-    ``"fp32"``/``"cuda-fp16"``, which use the model itself), ``input(x)`` to lay out a batch,
-    ``context()`` to enter around the forward pass.  Outputs may be bf16: cast with ``.float()``.
-    """
-
-    def __init__(self, module, path: str, keep=()):
-        import torch
-        check_choice("precision path", path, PATHS)
-        self.path = path
-        self.channels_last = path in ("fp32-fused", "bf16")
-        if self.channels_last:
-            module = fold_batchnorms(module, keep).to(memory_format=torch.channels_last)
-        self.module = module
-
-    def input(self, x):
-        import torch
-        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
-
-    def context(self):
-        return autocast(self.path)
-
-
-def prepare_vision(module, path: str, keep=()) -> VisionPath:
-    """See :class:`VisionPath`; ``keep``: module names whose outputs are read (not folded)."""
-    return VisionPath(module, path, keep)
-
-
 # --------------------------------------------------------------------------- training
-#: Training paths: "fp32" (as before), "channels-last" (fp32), "bf16" (channels-last +
-#: bf16 autocast of forward and loss; weights, gradients and SGD stay float32).
-TRAINING_PATHS = ("fp32", "channels-last", "bf16")
 #: Architectures (``diffred.transfer.Arch.name``) whose CPU training "auto" runs in bf16:
 #: measured (EPYC AVX512-BF16, 2 cores, 300 SGD steps on CIFAR-10) SmallResNet w16 32 px
 #: batch 64: fp32 1005, channels-last 1460, bf16 2050 img/s, loss curve as close to fp32's
@@ -264,36 +198,42 @@ TRAINING_PATHS = ("fp32", "channels-last", "bf16")
 BF16_TRAINING: frozenset = frozenset({"small_resnet"})
 
 
-def training_path(device, precision: str | None = None, arch: str | None = None) -> str:
+_WARNED: set = set()
+
+
+def training_path(device, precision: str | None = None, arch: str | None = None,
+                  model=None) -> str:
     """The training path that ``precision`` means on ``device`` for architecture ``arch``
-    ("auto": bf16 for :data:`BF16_TRAINING` where the CPU has bf16, else channels-last;
-    CUDA: always "fp32", the training loop is unchanged there; None: the :func:`setting`)."""
+    (the network ``model``, when given, is checked against the known-bad rules).
+
+    "auto": bf16 for :data:`BF16_TRAINING` where the CPU has bf16 and the ``train:bf16``
+    self-test passed, else channels-last where ``train:channels-last`` passed, else "fp32"; a
+    network a :data:`diffred.selftest.KNOWN_BAD` rule matches trains in "fp32" (one line on
+    stderr says why).  CUDA: always "fp32", the training loop is unchanged there.  An explicit
+    "bf16" that cannot be honoured is a one-line error.  None: the :func:`setting`."""
     precision = chosen(precision)
     if precision == "fp32" or str(device).startswith("cuda"):
         return "fp32"
     if precision == "bf16" and not bf16_supported():
         raise ValueError("precision 'bf16' needs a CPU with native bf16 (avx512_bf16 or "
                          "amx_bf16); valid choices here: 'auto', 'fp32'")
-    if precision == "bf16" or (bf16_supported() and arch in BF16_TRAINING):
-        return "bf16"
-    return "channels-last"
+    want = "bf16" if precision == "bf16" or (bf16_supported() and arch in BF16_TRAINING) \
+        else "channels-last"
+    bad = selftest.known_bad(model, want) if model is not None else None
+    if bad:
+        if precision == "bf16":
+            raise ValueError(f"precision 'bf16' cannot train this network: {bad}; valid "
+                             f"choices here: 'auto', 'fp32'")
+        if bad not in _WARNED:
+            _WARNED.add(bad)
+            print(f"diffred: training in fp32, not {want}: {bad}", file=sys.stderr, flush=True)
+        return "fp32"
+    checks = ["train:channels-last"] + (["train:bf16"] if want == "bf16" else [])
+    failed = next((c for c in checks if not verified(c)), None)
+    if failed is None:
+        return want
+    if precision == "bf16":
+        _refuse(failed)
+    return "channels-last" if failed == "train:bf16" else "fp32"
 
 
-def prepare_model(model, path: str):
-    """Lay a model out for a training path, in place (channels-last unless "fp32")."""
-    import torch
-    check_choice("training path", path, TRAINING_PATHS)
-    return model if path == "fp32" else model.to(memory_format=torch.channels_last)
-
-
-def training_context(path: str):
-    """Context for the forward pass and loss of one training step (backward outside it)."""
-    import torch
-    check_choice("training path", path, TRAINING_PATHS)
-    return torch.autocast("cpu", dtype=torch.bfloat16) if path == "bf16" else nullcontext()
-
-
-def prepare_input(x, path: str):
-    """A batch (B, C, H, W) laid out for a training path."""
-    import torch
-    return x if path == "fp32" else x.contiguous(memory_format=torch.channels_last)

@@ -27,7 +27,7 @@ from .errors import check_choice
 from .images import normalise
 from .models import Arch, build_model, load_model
 from .precision import (prepare_input, prepare_model, prepare_vision, training_context,
-                        training_path)
+                        training_path, verified)
 
 CODE_VERSION = "transfer-3"   # bump whenever training or analysis semantics change
 # transfer-3: BN recalibration weights batches by size (a short last batch had full weight)
@@ -126,10 +126,16 @@ def _model_input(x: torch.Tensor, inputs: dict, device) -> torch.Tensor:
     return normalise(x, inputs, device, divide_first=True)
 
 
+def _fast_eval(device) -> bool:
+    """Whether forward passes without gradients run channels-last (BN folded where eval):
+    on CPU, where the ``vision:fp32-fused`` self-test passed (:mod:`diffred.selftest`)."""
+    return str(device) == "cpu" and verified("vision:fp32-fused")
+
+
 def _on_cpu_channels_last(model: nn.Module, device) -> nn.Module:
-    """A convnet laid out channels-last on CPU (1.6x faster there for lite0; numerically the
-    same float32 arithmetic, reordered), in place; elsewhere the model as it is."""
-    return model.to(memory_format=torch.channels_last) if str(device) == "cpu" else model
+    """A convnet laid out channels-last where :func:`_fast_eval` (1.6x faster there for lite0;
+    numerically the same float32 arithmetic, reordered), in place; elsewhere as it is."""
+    return model.to(memory_format=torch.channels_last) if _fast_eval(device) else model
 
 
 def predict(model: nn.Module, x: torch.Tensor, inputs: dict, batch_size: int = 128,
@@ -143,7 +149,7 @@ def predict(model: nn.Module, x: torch.Tensor, inputs: dict, batch_size: int = 1
     device = device or default_device()
     model.eval().to(device)
     net, layout = model, (lambda b: b)
-    if str(device) == "cpu":
+    if _fast_eval(device):
         if fused:
             path = prepare_vision(model, "fp32-fused")
             net, layout = path.module, path.input
@@ -187,7 +193,7 @@ def recalibrate_bn(model: nn.Module, x: torch.Tensor, inputs: dict, batch_size: 
             for m in norms:
                 m.momentum = len(batch) / (seen + len(batch))
             net(batch.contiguous(memory_format=torch.channels_last)
-                if str(device) == "cpu" else batch)
+                if _fast_eval(device) else batch)
             seen += len(batch)
     for m, momentum in zip(norms, momenta):
         m.momentum = momentum
@@ -227,7 +233,9 @@ def train(arch: Arch, train_set: Images, test_set: Images, config: TrainConfig, 
     its pages; ``lambda line: None`` for silence).
     """
     device = device or default_device()
-    path = training_path(device, precision, arch.name)
+    with torch.random.fork_rng(devices=[]):     # the global generator stays as it was
+        net = build_model(arch, len(train_set.classes), seed)
+    path = training_path(device, precision, arch.name, model=net)
     spec = {"code": CODE_VERSION, "arch": asdict(arch), "train": train_set.fingerprint,
             "test": test_set.fingerprint, "config": asdict(config), "seed": seed,
             "init": init.id, "save_epochs": sorted(save_epochs),

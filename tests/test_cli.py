@@ -1,3 +1,5 @@
+import time
+
 import pytest
 
 from diffred import cli
@@ -32,3 +34,48 @@ def test_parameter_values_are_typed():
     assert cli.coerce_parameter("03", "confounder_dataset", "elpv") == "elpv"
     with pytest.raises(cli.DiffredError, match="bad value 'many' for parameter 'train_per_class'"):
         cli.coerce_parameter("01", "train_per_class", "many")
+
+
+HANGING_CHAPTER = """---
+jupytext:
+  text_representation: {extension: .md, format_name: myst}
+kernelspec: {display_name: Python 3, language: python, name: python3}
+---
+# A chapter whose second cell never returns
+
+```{code-cell} ipython3
+:tags: [parameters]
+n = 1
+```
+
+```{code-cell} ipython3
+import time
+while True:
+    time.sleep(1)
+```
+"""
+
+
+def test_a_cell_that_never_returns_fails_within_its_limit(tmp_path):
+    from diffred.cli import execute_notebook
+    from diffred.errors import DiffredError
+    source = tmp_path / "99_hangs.md"
+    source.write_text(HANGING_CHAPTER)
+    t0 = time.perf_counter()
+    with pytest.raises(DiffredError) as err:
+        execute_notebook(source, tmp_path / "out.ipynb", "99_hangs", cwd=tmp_path, timeout=5)
+    assert time.perf_counter() - t0 < 90
+    message = str(err.value)
+    assert "\n" not in message
+    assert message == ("chapter 99_hangs: code cell 2 of 2 ('import time') ran past its time "
+                       "limit of 5 s (--cell-timeout or DIFFRED_CELL_TIMEOUT)")
+
+
+def test_the_cell_timeout_is_checked_before_anything_runs(monkeypatch):
+    from diffred.cli import CELL_TIMEOUT, cell_timeout, main
+    monkeypatch.delenv("DIFFRED_CELL_TIMEOUT", raising=False)
+    assert cell_timeout() == CELL_TIMEOUT and cell_timeout(30) == 30
+    monkeypatch.setenv("DIFFRED_CELL_TIMEOUT", "12.5")
+    assert cell_timeout() == 12.5
+    monkeypatch.setenv("DIFFRED_CELL_TIMEOUT", "soon")
+    assert main(["run", "01", "-p", "quick", "True"]) == 2

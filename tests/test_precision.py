@@ -93,6 +93,7 @@ def test_without_bf16_auto_means_fp32(monkeypatch, fresh_store):
                     progress=False)
     assert auto.meta["key"] == fp32.meta["key"] and "precision" not in auto.meta
     monkeypatch.setattr(pr, "bf16_supported", lambda: True)
+    monkeypatch.setattr(pr, "verified", lambda check: True)
     assert pr.resolve("auto", "cpu", "minilm_l6", "text") == "bf16"
     assert pr.resolve("auto", "cpu", "efficientnet_lite0") == "fp32-fused"   # not faithful
     assert pr.resolve("auto", "cuda", "minilm_l6", "text") == "cuda-fp16"
@@ -101,6 +102,7 @@ def test_without_bf16_auto_means_fp32(monkeypatch, fresh_store):
 def test_training_paths_fall_back_without_bf16(monkeypatch):
     import torch.nn as nn
     monkeypatch.setattr(pr, "bf16_supported", lambda: False)
+    monkeypatch.setattr(pr, "verified", lambda check: True)
     assert pr.training_path("cpu", "auto", "small_resnet") == "channels-last"
     assert pr.training_path("cpu", "fp32", "small_resnet") == "fp32"
     with pytest.raises(ValueError, match="precision 'bf16' needs a CPU"):
@@ -171,6 +173,7 @@ def test_the_chapter_parameter_is_the_setting_of_every_default(setting, monkeypa
     Chapter("01", {**chapter_defaults(path), "precision": "fp32"}, {})
     assert pr.setting() == "fp32" and pr.result_tag() == {}
     monkeypatch.setattr(pr, "bf16_supported", lambda: True)
+    monkeypatch.setattr(pr, "verified", lambda check: True)
     assert pr.resolve(None, "cpu", "minilm_l6", "text") == "fp32"
     assert probe._precision(None, "cpu", 1280) == "fp32"
     assert pr.training_path("cpu", None, "small_resnet") == "fp32"
