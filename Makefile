@@ -9,7 +9,7 @@ export DIFFRED_DATA ?= $(abspath $(if $(wildcard ../shared/data),../shared/data,
 export HF_HUB_OFFLINE ?= 1
 export PYTHONUNBUFFERED = 1
 
-.PHONY: install sysdeps data test test-fast book book-quick bench clean-cache clean
+.PHONY: install sysdeps data test test-avx2 test-fast book book-quick bench clean-cache clean
 
 install: $(STAMP)
 
@@ -38,6 +38,19 @@ data: install
 
 test: install sysdeps data
 	$(BIN)/pytest -q
+
+# The laptop class on any x86 machine: oneDNN and ATen capped at AVX2 (where oneDNN issue 6035
+# lives), a cache of its own so every feature, self-test and training run is computed under
+# the cap: the self-tests, training, extraction and probe tests, and chapter 4 at quick scale.
+AVX2_TESTS := tests/test_selftest.py tests/test_precision.py tests/test_transfer.py \
+  tests/test_models_extract.py tests/test_probe.py \
+  "tests/test_chapters.py::test_chapter_runs_at_quick_scale_and_writes_its_tables[04_transfer_basin]"
+test-avx2: install sysdeps data
+	@if [ "$$(uname -m)" = x86_64 ]; then \
+	  cache=$$(mktemp -d) && trap 'rm -rf "$$cache"' EXIT && \
+	  ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 DIFFRED_CACHE=$$cache \
+	    $(BIN)/pytest -q -p no:cacheprovider $(AVX2_TESTS); \
+	else echo "test-avx2: x86 only (uname -m: $$(uname -m))"; fi
 
 # Unit tests only (no chapter runs, no end-to-end model runs): a quick check while editing.
 test-fast: install sysdeps data

@@ -15,6 +15,7 @@ import warnings
 from datetime import datetime, timezone
 from importlib import metadata
 
+from . import selftest
 from .paths import PROJECT_DIR
 
 LIBRARIES = ("torch", "timm", "transformers", "scikit-learn", "numpy", "diffred")
@@ -77,7 +78,10 @@ def hardware(device: str | None) -> dict:
     from .device import default_device
     used = device or default_device()
     out = {"device": used, "cpu": _cpu_model(), "cores": os.cpu_count(),
-           "torch_threads": torch.get_num_threads()}
+           "torch_threads": torch.get_num_threads(),
+           "isa": torch.backends.cpu.get_cpu_capability() + "".join(
+               f", {k}={os.environ[k]}" for k in ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")
+               if k in os.environ)}
     if used.startswith("cuda") and torch.cuda.is_available():
         out["gpu"] = torch.cuda.get_device_name(torch.device(used))
     return out
@@ -120,7 +124,8 @@ def collect(chapter: str, changed: dict, device: str | None, weights: dict,
     """The provenance dict of a chapter run."""
     hw = hardware(device)
     return {"chapter": chapter, "commit": git_commit(), "changed_parameters": dict(changed),
-            "hardware": hw, "precision": precision(hw["device"]), "versions": versions(),
+            "hardware": hw, "precision": precision(hw["device"]),
+            "speed_paths": selftest.summary(), "versions": versions(),
             "weights": dict(weights),
             "sections": [{"section": n, "seconds": round(s, 1)} for n, s in sections],
             "wall_seconds": round(elapsed, 1),
@@ -129,6 +134,8 @@ def collect(chapter: str, changed: dict, device: str | None, weights: dict,
 
 def hardware_line(hw: dict) -> str:
     line = f"{hw['cpu']}, {hw['cores']} cores, {hw['torch_threads']} torch threads"
+    if "isa" in hw:
+        line += f" (ISA {hw['isa']})"
     return f"{hw['gpu']} (GPU); {line}" if "gpu" in hw else f"CPU: {line}"
 
 
@@ -148,6 +155,7 @@ def panel_html(data: dict, final: bool) -> str:
             ("parameters changed", e(changed)),
             ("hardware", e(hardware_line(data["hardware"]))),
             ("precision", e(data["precision"])),
+            ("speed paths checked here", e(data.get("speed_paths") or "none used")),
             ("versions", e(", ".join(f"{k} {v}" for k, v in data["versions"].items()))),
             ("weights", "<br>".join(f"{e(m)}: <code>{e(str(h)[:16])}</code>"
                                     for m, h in data["weights"].items()) or "—"),

@@ -80,6 +80,7 @@ def known_bad(model, path: str) -> str | None:
         if path in paths:
             why = rule(model)
             if why:
+                _APPLIED.add(why)
                 return why
     return None
 
@@ -143,9 +144,22 @@ def _verdict(check: str) -> dict:
     return result
 
 
+def summary() -> str:
+    """The self-tests this process consulted and the known-bad rules it applied, one line
+    (for the provenance panel): e.g. ``"train:channels-last ok; vision:fp32-fused ok"``."""
+    checks = [f"{c} {'ok' if ok else 'failed: ' + why}" for c, (ok, why) in
+              sorted(_CONSULTED.items())]
+    return "; ".join(checks + [f"known bad: {why}" for why in sorted(_APPLIED)])
+
+
+_CONSULTED: dict = {}
+_APPLIED: set = set()
+
+
 def passed(check: str) -> bool:
     """Whether ``check`` passed on this machine; the first failure says why on stderr."""
     v = verdict(check)
+    _CONSULTED[check] = (bool(v["ok"]), v["reason"])
     if not v["ok"] and check not in _SAID:
         _SAID.add(check)
         print(f"diffred: speed path {check} not used on this machine ({v['reason']}): "
