@@ -32,11 +32,12 @@ sysdeps:
 	  else echo "note: apt-get install dataset-fashion-mnist chromium (needs root) for every test"; fi; fi
 
 # Datasets missing from $(DIFFRED_DATA) are downloaded from their canonical sources, verified
-# (diffred/data_manifest.py); offline it stops with one line naming them. A full mirror: no-op.
+# (diffred/core/data_manifest.py); offline it stops with one line naming them. A full mirror: no-op.
 data: install
 	@$(BIN)/diffred data fetch --all
 
 test: install sysdeps data
+	$(BIN)/ruff check .
 	$(BIN)/pytest -q
 
 # The laptop class on any x86 machine: oneDNN and ATen capped at AVX2 (where oneDNN issue 6035

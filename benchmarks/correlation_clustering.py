@@ -36,7 +36,8 @@ def main(argv=None) -> int:
     import torch
 
     import diffred
-    from diffred import neurons, similarity
+    from diffred.core import similarity
+    from diffred.studies.neurons import method as neurons
 
     t0 = time.perf_counter()
     feats = diffred.features(args.model, args.dataset, "train", layer="all", n=args.tokens,

@@ -19,16 +19,15 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn as nn
 
-import diffred.extract as ex
-import diffred.precision as pr
+import diffred.core.extract as ex
+import diffred.core.precision as pr
 from diffred import load_dataset, load_model
-from diffred.cache import ArrayStore
-from diffred.device import default_device
-from diffred.images import image_batches, normalise
+from diffred.core.cache import ArrayStore
+from diffred.core.device import default_device
+from diffred.core.images import image_batches, normalise
 
 CL = torch.channels_last
 

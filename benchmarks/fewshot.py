@@ -1,4 +1,4 @@
-"""Episodes per second: batched few-shot LR (diffred.fewshot) vs scikit-learn per episode.
+"""Episodes per second: batched few-shot LR (diffred.studies.fewshot.method) vs scikit-learn per episode.
 
 Same run, same real cached features (efficientnet_lite0 on the CIFAR-10 test pool of
 chapter 3), same episodes, L2-normalised features, C = 1, 5-way and the precursor's 2-way,
@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
 
-from diffred import fewshot
+from diffred.studies.fewshot import method as fewshot
 
 
 def sklearn_predictions(S: np.ndarray, Q: np.ndarray, n_way: int) -> np.ndarray:

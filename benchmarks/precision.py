@@ -20,12 +20,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-import diffred.extract as ex
-import diffred.precision as pr
+import diffred.core.extract as ex
+import diffred.core.precision as pr
 from diffred import load_dataset, load_model
-from diffred.cache import ArrayStore
-from diffred.models import Arch, build_model
-from diffred.precision import prepare_input, prepare_model, training_context
+from diffred.core.cache import ArrayStore
+from diffred.core.models import Arch, build_model
+from diffred.core.precision import prepare_input, prepare_model, training_context
 
 
 def text_rate(model: str, data, precision: str):

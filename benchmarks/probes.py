@@ -18,7 +18,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 import diffred
-from diffred.device import default_device
+from diffred.core.device import default_device
 
 FRACTIONS = [0.0005, 0.001, 0.002, 0.003, 0.004, 0.005, 0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 0.8,
              0.9, 1.0]
@@ -40,13 +40,13 @@ def main():
     columns = [np.sort(np.random.default_rng(s).permutation(D)[:max(1, int(f * D))])
                for f in FRACTIONS for s in range(args.seeds)]
     print(f"features: train {tr.X.shape}, test {te.X.shape}; {len(columns)} probes, C={args.C}, "
-          f"tol {diffred.probe.TOL:g}")
+          f"tol {diffred.core.probe.TOL:g}")
     Xtr, Xte = np.asarray(tr.X), np.asarray(te.X)
 
     diffred.probe_accuracy(Xtr[:500], tr.y[:500], Xte, te.y, columns=columns[:5])  # warm-up
     timed = {}
-    auto = diffred.probe._precision("auto", default_device())
-    for label, precision in ((f"diffred, auto ({auto} if >= {diffred.probe.BF16_MIN_WIDTH} wide)",
+    auto = diffred.core.probe._precision("auto", default_device())
+    for label, precision in ((f"diffred, auto ({auto} if >= {diffred.core.probe.BF16_MIN_WIDTH} wide)",
                               "auto"), ("diffred, fp32", "fp32")):
         t0 = time.perf_counter()
         acc = diffred.probe_accuracy(Xtr, tr.y, Xte, te.y, columns=columns, C=args.C,

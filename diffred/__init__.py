@@ -1,16 +1,22 @@
 """diffred: redundancy in pretrained neural representations — the support package of the book.
 
-Verbs: :func:`features` (cached extraction), :func:`probe_accuracy` (batched linear probes),
-:func:`linear_cka`, :func:`load_dataset`, :func:`load_model`.
-"""
-from ._version import __version__  # noqa: E402,F401
+Three layers, one direction of dependency (``ARCHITECTURE.md``): :mod:`diffred.core`
+(data, models, features, probes, similarity, precision, training, cache, display),
+:mod:`diffred.studies` (the four studies, each ``method`` / ``report`` / ``paper``), and
+:mod:`diffred.core.display` (chapter prologue, parameters, results, provenance, CLI).
 
-from .chapter import Chapter  # noqa: E402
-from .datasets import DATASETS, load_dataset  # noqa: E402
-from .models import MODELS, load_model  # noqa: E402
-from .extract import Features, features  # noqa: E402
-from .probe import LinearProbe, probe_accuracy  # noqa: E402
-from .similarity import MinibatchCKA, cka_matrix, linear_cka  # noqa: E402
+Verbs: :func:`features` (cached extraction), :func:`probe_accuracy` (batched linear probes),
+:func:`linear_cka`, :func:`load_dataset`, :func:`load_model`, :func:`reader_table`.
+"""
+from diffred._version import __version__  # noqa: F401
+from diffred.book.chapter import Chapter
+from diffred.core.datasets import DATASETS, load_dataset
+from diffred.core.display import reader_table
+from diffred.core.extract import Features, features
+from diffred.core.models import MODELS, load_model
+from diffred.core.probe import LinearProbe, probe_accuracy
+from diffred.core.similarity import MinibatchCKA, cka_matrix, linear_cka
 
 __all__ = ["Chapter", "DATASETS", "MODELS", "Features", "LinearProbe", "MinibatchCKA", "cka_matrix",
-           "features", "linear_cka", "load_dataset", "load_model", "probe_accuracy"]
+           "features", "linear_cka", "load_dataset", "load_model", "probe_accuracy",
+           "reader_table"]

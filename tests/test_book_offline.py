@@ -1,7 +1,7 @@
 """The book renders its charts and its math with no network at all.
 
 A throwaway one-page Jupyter Book is built with the project's own ``_config.yml``;
-its page draws an Altair chart through :func:`diffred.book.enable_offline_altair`
+its page draws an Altair chart through :func:`diffred.core.display.enable_offline_altair`
 and holds a ``$$ ... $$`` block. Headless Chromium, with every host name made
 unresolvable, then loads the page from disk and the test checks that Vega drew
 the chart and MathJax typeset the formula. It also checks that no built page
@@ -58,7 +58,7 @@ n = 12
 import altair as alt
 import pandas as pd
 
-from diffred.book import enable_offline_altair
+from diffred.core.display import enable_offline_altair
 
 enable_offline_altair()
 df = pd.DataFrame({"x": list(range(n)), "y": [v * v for v in range(n)]})
@@ -66,7 +66,8 @@ alt.Chart(df).mark_line(point=True).encode(x="x:Q", y="y:Q")
 ```
 
 $$
-\\mathrm{CKA}(X, Y) = \\frac{\\lVert Y^\\top X \\rVert_F^2}{\\lVert X^\\top X \\rVert_F \\, \\lVert Y^\\top Y \\rVert_F}
+\\mathrm{CKA}(X, Y) = \\frac{\\lVert Y^\\top X \\rVert_F^2}
+  {\\lVert X^\\top X \\rVert_F \\, \\lVert Y^\\top Y \\rVert_F}
 $$
 """
 
@@ -191,7 +192,7 @@ def test_built_pages_load_nothing_from_the_network(built_book: Path):
 def test_renderer_output_is_self_contained():
     import altair as alt
 
-    from diffred.book import enable_offline_altair
+    from diffred.core.display import enable_offline_altair
 
     enable_offline_altair()
     chart = alt.Chart(alt.Data(values=[{"x": 1, "y": 2}])).mark_point().encode(x="x:Q", y="y:Q")

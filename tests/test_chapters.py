@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from diffred.chapter import chapters, quick_preset, resolve_parameters
-from diffred.cli import run_chapter
+from diffred.book.chapter import chapters, quick_preset, resolve_parameters
+from diffred.book.cli import run_chapter
 
 pytestmark = pytest.mark.slow
 
@@ -100,7 +100,7 @@ def check_03(t: dict, p: dict):
 
 
 def check_04(t: dict, p: dict):
-    from diffred.transfer_findings import PAPER_FINDINGS
+    from diffred.studies.transfer.findings import PAPER_FINDINGS
     cmp = t["paper_vs_run"]
     assert len(cmp) == len(PAPER_FINDINGS) and cmp.source.str.len().gt(0).all()
     measured = cmp.filter(like=": measured").astype(str)
@@ -166,7 +166,7 @@ def test_two_concurrent_runs_of_one_chapter_finish_with_identical_tables(tmp_pat
     runs = []
     for i in (1, 2):
         runs.append(subprocess.Popen(
-            [sys.executable, "-m", "diffred.cli", "run", "03", "-p", "quick", "True",
+            [sys.executable, "-m", "diffred.book.cli", "run", "03", "-p", "quick", "True",
              "-o", str(tmp_path / f"run{i}.ipynb")],
             env={**env, "DIFFRED_RESULTS": str(tmp_path / f"results{i}")},
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))

@@ -2,8 +2,8 @@ import time
 
 import pytest
 
-from diffred import cli
-from diffred.assets import assets_table
+from diffred.book import cli
+from diffred.core.assets import assets_table
 
 
 def test_assets_table_lists_every_model_and_dataset():
@@ -57,8 +57,8 @@ while True:
 
 
 def test_a_cell_that_never_returns_fails_within_its_limit(tmp_path):
-    from diffred.cli import execute_notebook
-    from diffred.errors import DiffredError
+    from diffred.book.cli import execute_notebook
+    from diffred.core.errors import DiffredError
     source = tmp_path / "99_hangs.md"
     source.write_text(HANGING_CHAPTER)
     t0 = time.perf_counter()
@@ -72,7 +72,7 @@ def test_a_cell_that_never_returns_fails_within_its_limit(tmp_path):
 
 
 def test_the_cell_timeout_is_checked_before_anything_runs(monkeypatch):
-    from diffred.cli import CELL_TIMEOUT, cell_timeout, main
+    from diffred.book.cli import CELL_TIMEOUT, cell_timeout, main
     monkeypatch.delenv("DIFFRED_CELL_TIMEOUT", raising=False)
     assert cell_timeout() == CELL_TIMEOUT and cell_timeout(30) == 30
     monkeypatch.setenv("DIFFRED_CELL_TIMEOUT", "12.5")

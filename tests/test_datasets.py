@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-import diffred.datasets as ds
+import diffred.core.datasets as ds
 from diffred import load_dataset
-from diffred.errors import AssetNotFound
+from diffred.core.errors import AssetNotFound
 
 
 @pytest.mark.parametrize("name,split,n_classes,min_len", [
@@ -70,7 +70,7 @@ def test_token_tag_inventory_is_the_same_for_every_split():
 
 def test_images_come_from_the_one_image_path():
     """Data.images is images.preprocess_image (whole-image bilinear resize) on every item."""
-    from diffred.images import decode_image, preprocess_image
+    from diffred.core.images import decode_image, preprocess_image
     data = load_dataset("sign_digits", "test", n=5)
     x = data.images(24)
     assert x.shape == (5, 3, 24, 24) and x.dtype == np.uint8

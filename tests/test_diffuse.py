@@ -1,4 +1,5 @@
-"""Chapter 1 (diffred.diffuse): subsets, baselines, DR metric, frontier, CKA, smoke run."""
+"""Chapter 1 (diffred.studies.diffuse.method): subsets, baselines, DR metric, frontier, CKA,
+smoke run."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from diffred import diffuse as R
+from diffred.studies.diffuse import method as R
 
 
 # --------------------------------------------------------------------------- subsets
@@ -83,7 +84,7 @@ def test_diffuse_redundancy_threshold_reading_differs_from_closest():
 
 # --------------------------------------------------------------------------- paper constants
 def test_every_paper_constant_has_a_source_and_unsourced_ones_are_gone():
-    from diffred import paper_constants as P
+    from diffred.studies.diffuse import paper as P
     table = P.constants_table()
     assert len(table) >= 12 + 1 + len(P.PROTOCOL) + len(P.PAPER_MODELS)
     assert table["source"].map(lambda s: isinstance(s, str) and len(s.strip()) > 10).all()
@@ -234,7 +235,7 @@ def test_sweep_on_real_features_batches_every_view():
 def test_pca_baseline_uses_raw_components_like_the_official_code(monkeypatch):
     """The PCA probes get x @ V (uncentred, unscaled) and standardize=False; neuron subsets
     and projections are standardised by the probe engine."""
-    import diffred.probe as probe
+    import diffred.core.probe as probe
     calls = []
     real = probe.probe_accuracy
 
@@ -270,8 +271,9 @@ def test_paper_models_preset_runs_offline_with_random_init(monkeypatch, tmp_path
     """The paper's backbones by timm name go through the chapter's path (hub loader,
     native resolution, penultimate features, sweep); offline, with random weights."""
     import timm
-    from diffred import paper_constants as P
-    from diffred.models import load_model
+
+    from diffred.core.models import load_model
+    from diffred.studies.diffuse import paper as P
     monkeypatch.setenv("DIFFRED_CACHE", str(tmp_path))
     real = timm.create_model
     monkeypatch.setattr(timm, "create_model",
@@ -314,7 +316,7 @@ def test_cached_sweep_computes_once_and_reads_back_the_same_tables(tmp_path, mon
 
 
 def test_closing_note_and_findings_are_computed_from_the_tables():
-    from diffred import diffuse_report as show
+    from diffred.studies.diffuse import report as show
     dr = pd.DataFrame({"model": ["m", "m", "m"], "dataset": "cifar10",
                        "layer": ["penultimate", "blocks.5:flat", "blocks.5"], "dim": [1280, 4800, 192],
                        "full_accuracy": 0.9, "DR(0.9)": [0.8, 0.95, 0.5],

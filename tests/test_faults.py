@@ -22,10 +22,10 @@ import pandas as pd
 import pytest
 
 import diffred
-from diffred import cache as C
-from diffred import extract as ex
-from diffred.errors import CacheWriteError
-from diffred.results import ResultSet, _exchange
+from diffred.book.results import ResultSet, _exchange
+from diffred.core import cache as C
+from diffred.core import extract as ex
+from diffred.core.errors import CacheWriteError
 
 MODEL, DATA = "efficientnet_lite0", "sign_digits"
 TINY = f"diffred.features({MODEL!r}, {DATA!r}, 'train', n_per_class=2, progress=False)"
@@ -190,7 +190,7 @@ def test_a_reader_never_mixes_two_versions_of_an_entry(cache, monkeypatch):
 def test_kill_9_during_an_entry_write_leaves_no_entry_and_rerun_computes_it(cache, extractions):
     slow = f"""
         import time, diffred
-        from diffred import extract as ex
+        from diffred.core import extract as ex
         real = ex.normalise
         ex.normalise = lambda *a, **k: (time.sleep(1.0), real(*a, **k))[1]   # widen the window
         {TINY}
@@ -219,7 +219,7 @@ def test_two_concurrent_writers_of_one_entry_both_finish_with_the_same_arrays(ca
         import hashlib, os, sys, time
         from pathlib import Path
         import numpy as np, diffred
-        from diffred import cache
+        from diffred.core import cache
         barrier = Path(sys.argv[1])
         commit = cache.EntryWriter._commit
 
@@ -353,7 +353,7 @@ def test_interrupted_chapter_run_leaves_the_previous_tables_intact(tmp_path):
     before = {p.name: p.read_bytes() for p in (root / "01_x").iterdir()}
     proc = python("""
         import sys, time, pandas as pd
-        from diffred.results import ResultSet
+        from diffred.book.results import ResultSet
         rs = ResultSet("01_x", sys.argv[1])
         rs.save(pd.DataFrame({"v": [2, 2]}), "a")
         rs.save(pd.DataFrame({"v": [2]}), "b")
@@ -425,7 +425,7 @@ def test_cached_tables_computes_once_and_reads_back_equal_frames(cache, capfd):
     assert [str(t) for t in again["runs"].dtypes] == ["float64", "int64", "str", "bool", "float64"]
     (key,) = [k for kind, k in C.entries(cache) if kind == "tab"]
     meta = C.ArrayStore("tab").load(key)[1]
-    assert meta["producers"] == ["diffred.cache:code_version"] and meta["spec"] == spec
+    assert meta["producers"] == ["diffred.core.codeversion:code_version"] and meta["spec"] == spec
     flip(C.ArrayStore("tab").path(key) / "runs.csv", 4)                  # damaged -> recomputed
     C._VERIFIED.clear()
     pd.testing.assert_frame_equal(C.cached_tables("tab", spec, compute, code=(C.code_version,))
@@ -459,7 +459,8 @@ def test_code_version_ignores_docstrings_and_comments_and_changes_with_code(tmp_
     assert C.code_version(base.f) == C.code_version(doc.f)
     assert C.code_version(base) == C.code_version(doc)
     assert C.code_version(base.f) != C.code_version(code.f)
-    assert C.code_version(base.f, code.f) != C.code_version(code.f, base.f)
+    assert C.code_version(base.f, code.f) == C.code_version(code.f, base.f)   # a set of code
+    assert C.code_version(base.f, code.f) not in (C.code_version(base.f), C.code_version(code.f))
     charted = write_module(tmp_path, "v4", '''
         def f(x):
             return x + 1
@@ -487,7 +488,7 @@ def test_cached_tables_code_change_gives_a_new_key(cache, tmp_path):
 
 # --------------------------------------------------------------------------- diffred cache
 def test_cache_verify_info_gc(cache, tmp_path, monkeypatch, capsys):
-    from diffred.cli import main
+    from diffred.book.cli import main
     features = C.ArrayStore("features")
     current, old = {"version": ex.EXTRACT_VERSION, "x": 1}, {"version": "0", "x": 1}
     for spec in (current, old):
@@ -518,3 +519,46 @@ def test_cache_verify_info_gc(cache, tmp_path, monkeypatch, capsys):
     assert "version '0', current" in out and "code " in out and out.count(": leftover") == 2
     assert [kind for kind, _ in C.entries(cache)] == ["features"]
     assert features.load(C.hash_key(current)) is not None and not leftovers(cache)
+
+
+def _sweep_key_after(tmp_path, name: str, edit=None) -> str:
+    """code_version(sweep) of a copy of the package with ``edit(root)`` applied, computed in a
+    fresh interpreter (the copy's sources are what inspect reads)."""
+    import shutil
+    import subprocess
+    import sys
+    root = tmp_path / name
+    shutil.copytree(Path(diffred.__file__).parent, root / "diffred",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    if edit:
+        edit(root / "diffred")
+    code = ("import diffred, sys; assert diffred.__file__.startswith(sys.argv[1]); "
+            "from diffred.core.cache import code_version; "
+            "from diffred.studies.diffuse.method import sweep; print(code_version(sweep))")
+    out = subprocess.run([sys.executable, "-c", code, str(root)], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(root)}, cwd=root, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout.strip()
+
+
+def _edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, old
+    path.write_text(text.replace(old, new, 1))
+
+
+def test_a_sweep_key_follows_the_code_that_computes_it(tmp_path):
+    """Editing chapter 1's report (a chart, a table formatter) leaves the sweep's key alone;
+    editing the probe solver it calls, two modules away, changes it; so does a constant."""
+    base = _sweep_key_after(tmp_path, "base")
+    report = _sweep_key_after(tmp_path, "report", lambda p: (
+        _edit(p / "studies/diffuse/report.py", "def _md_table(df: pd.DataFrame, spec=\".2f\")",
+              "def _md_table(df: pd.DataFrame, spec=\".3f\")"),
+        _edit(p / "studies/diffuse/report.py", "def accuracy_chart(",
+              "def extra_chart():\n    return None\n\n\ndef accuracy_chart(")))
+    solver = _sweep_key_after(tmp_path, "solver", lambda p: _edit(
+        p / "core/_lbfgs.py", "    q, alpha = g.clone(), {}", "    q, alpha = g.clone() * 1.0, {}"))
+    constant = _sweep_key_after(tmp_path, "constant", lambda p: _edit(
+        p / "core/probe.py", "TOL = 3e-5", "TOL = 1e-5"))
+    assert report == base
+    assert solver != base and constant != base and solver != constant

@@ -14,10 +14,11 @@ from urllib.parse import unquote
 
 import pytest
 
-import diffred.datasets as ds
-from diffred import cli, fetch as F
-from diffred.assets import assets_table
-from diffred.data_manifest import MANIFEST
+import diffred.core.datasets as ds
+from diffred.book import cli
+from diffred.core import fetch as F
+from diffred.core.assets import assets_table
+from diffred.core.data_manifest import MANIFEST
 
 MIRROR = Path(os.environ["DIFFRED_DATA"])
 needs_mirror = pytest.mark.skipif(not (MIRROR / "text").is_dir(), reason="no data mirror")

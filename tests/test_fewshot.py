@@ -7,11 +7,20 @@ import pytest
 import torch
 from sklearn.linear_model import LogisticRegression
 
-from diffred import fewshot, fewshot_report, fewshot_stats
-from diffred.fewshot import (episode_accuracy, gather_episodes, importance,
-                             reduce_to_span, sample_episodes, two_way_importance)
-from diffred.fewshot_stats import benjamini_hochberg, select_mask_settings
-from diffred.probe import fit_logreg
+from diffred.core.probe import fit_logreg
+from diffred.core.stats import benjamini_hochberg, sign_test_pvalues
+from diffred.studies.fewshot import method as fewshot
+from diffred.studies.fewshot import report as fewshot_report
+from diffred.studies.fewshot import stats as fewshot_stats
+from diffred.studies.fewshot.method import (
+    episode_accuracy,
+    gather_episodes,
+    importance,
+    reduce_to_span,
+    sample_episodes,
+    two_way_importance,
+)
+from diffred.studies.fewshot.stats import select_mask_settings
 
 
 @pytest.fixture(scope="module")
@@ -184,7 +193,7 @@ def test_benjamini_hochberg_matches_scipy():
 def test_sign_test_pvalues_match_scipy_binomtest():
     from scipy.stats import binomtest
     up, down = np.array([0, 3, 10, 7, 0]), np.array([0, 3, 1, 0, 9])
-    p = fewshot_stats.sign_test_pvalues(up, down)
+    p = sign_test_pvalues(up, down)
     expected = [1.0] + [binomtest(u, u + d).pvalue for u, d in zip(up[1:], down[1:])]
     np.testing.assert_allclose(p, expected, rtol=1e-10)
 

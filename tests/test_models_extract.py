@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-import diffred.extract as ex
+import diffred.core.extract as ex
 from diffred import features, load_dataset, load_model
-from diffred.cache import hash_key
+from diffred.core.cache import hash_key
 
 
 @pytest.mark.slow
@@ -68,7 +68,7 @@ def test_bad_layer_and_pooling_are_named():
 
 @pytest.fixture
 def count_extractions(monkeypatch, tmp_path):
-    from diffred.cache import ArrayStore
+    from diffred.core.cache import ArrayStore
     monkeypatch.setattr(ex, "STORE", ArrayStore("features", root=tmp_path))
     calls = []
     real = ex._extract_vision
@@ -102,7 +102,7 @@ def test_changed_weights_change_the_key(count_extractions, monkeypatch):
 def test_preprocessing_reads_the_model_inputs_only():
     """The registry's ``inputs`` (no weights loaded) and a loaded backbone's agree, and are
     what the cache key records; ImageNet images get the model's centre crop."""
-    from diffred.models import MODELS
+    from diffred.core.models import MODELS
     data = load_dataset("sign_digits", "test", n=2)
     inet = load_dataset("imagenet_sample", "test", n=2)
     inputs = MODELS["efficientnet_lite0"].inputs
@@ -117,7 +117,8 @@ def test_preprocessing_reads_the_model_inputs_only():
 def test_hub_models_take_their_inputs_from_timm(monkeypatch):
     """timm:<arch> inputs come from timm's pretrained config (weights stubbed: offline)."""
     import timm
-    from diffred import models
+
+    from diffred.core import models
     create = timm.create_model
     monkeypatch.setattr(timm, "create_model",
                         lambda arch, pretrained: create(arch, pretrained=False))

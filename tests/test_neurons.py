@@ -4,7 +4,7 @@ import pytest
 from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.spatial.distance import squareform
 
-from diffred import neurons
+from diffred.studies.neurons import method as neurons
 
 
 def _correlated(rng, n=400, groups=5, copies=4):
@@ -79,7 +79,7 @@ def _official_objective(X, y, W, b, l1, l2):
 
 
 def test_elastic_net_objective_is_the_official_form_with_the_l2_norm():
-    from diffred.probe import fit_elastic_net
+    from diffred.core.probe import fit_elastic_net
     # hand example: 2 neurons, 2 classes; neuron 0 carries the label, neuron 1 is noise
     X = np.array([[2.0, 0.5], [1.5, -1.0], [-1.0, 0.3], [-2.0, -0.2], [0.5, 1.0],
                   [-0.5, -0.7]], np.float32) + 3.0         # raw, uncentred activations
@@ -124,8 +124,8 @@ def test_weight_mass_order_takes_each_class_top_neuron_first():
 
 
 def test_last_subtoken_alignment_on_a_hand_written_sentence():
-    from diffred.extract import last_subtoken_index
-    from diffred.models import load_model
+    from diffred.core.extract import last_subtoken_index
+    from diffred.core.models import load_model
     tok = load_model("minilm_l6").tokenizer
     words = ["The", "unbelievably", "tokenization", "works", "."]
     enc = tok([words], is_split_into_words=True)
@@ -156,7 +156,7 @@ def test_bad_task_names_the_choices():
 def test_finetuning_is_cached_and_deterministic_by_seed(tmp_path, monkeypatch):
     import torch
 
-    from diffred import finetune
+    from diffred.core import finetune
     monkeypatch.setenv("DIFFRED_CACHE", str(tmp_path))
     cfg = finetune.FineTuneConfig(epochs=1)
     a = finetune.finetune("minilm_l6", "sst2", 16, seed=0, config=cfg, log=None)
@@ -173,10 +173,11 @@ def test_finetuning_is_cached_and_deterministic_by_seed(tmp_path, monkeypatch):
     assert all(torch.equal(state_a[k], v) for k, v in again.classifier.state_dict().items())
     other = finetune.finetune("minilm_l6", "sst2", 16, seed=1, config=cfg, log=None)
     assert other.key != a.key
-    assert not torch.equal(state_a["classifier.weight"], other.classifier.state_dict()["classifier.weight"])
+    assert not torch.equal(state_a["classifier.weight"],
+                           other.classifier.state_dict()["classifier.weight"])
     # the tuned encoder's features are cached under its own name and fingerprint, and the
     # model's own accuracy comes from its last-layer [CLS] features
-    from diffred.extract import features
+    from diffred.core.extract import features
     f = features(a.backbone, "sst2", "test", layer="all", n=8, pooling="cls", progress=False)
     assert f[6].meta["model"] == "minilm_l6+ft:sst2" and f[6].meta["weights"] == a.key
     assert 0.0 <= a.accuracy(f[6].X, f[6].y) <= 1.0 and a.logits(f[6].X).shape == (8, 2)
@@ -188,7 +189,8 @@ def test_paper_vs_run_aggregates_only_tasks_with_signal():
     """Every task aggregate beside the paper's claims (the per-task clustering row too) skips
     the tasks whose oracle is near chance, and says how many it kept."""
     import pandas as pd
-    from diffred import neuron_runs
+
+    from diffred.studies.neurons import runs as neuron_runs
     keys = [("m", "pos", "tok"), ("m", "cola", "ft")]
     summary = pd.DataFrame([dict(model=m, dataset=d, features=f, delta_layer=1, delta_neuron=1,
                                  near_chance=near, pct_removable=r, pct_of_oracle=97.5,

@@ -11,17 +11,27 @@ from pathlib import Path
 import jupytext
 import pytest
 
-from diffred import cli
-from diffred.chapter import (SCHEMAS, SHARED, Chapter, chapter_defaults, chapters, quick_preset,
-                             resolve_chapter, resolve_parameters, schema)
-from diffred.params import ParameterError
+from diffred.book import cli
+from diffred.book.chapter import (
+    SCHEMAS,
+    SHARED,
+    Chapter,
+    chapter_defaults,
+    chapters,
+    quick_preset,
+    resolve_chapter,
+    resolve_parameters,
+    schema,
+)
+from diffred.book.params import ParameterError
 
 CHAPTERS = list(chapters())
 
 
 # --------------------------------------------------------------------------- parsing
 @pytest.mark.parametrize("raw,expected", [
-    ("[cifar10]", ["cifar10"]), ("cifar10", ["cifar10"]), ("cifar10,sign_digits", ["cifar10", "sign_digits"]),
+    ("[cifar10]", ["cifar10"]), ("cifar10", ["cifar10"]),
+    ("cifar10,sign_digits", ["cifar10", "sign_digits"]),
     ("[cifar10, sign_digits]", ["cifar10", "sign_digits"]), ('["cifar10"]', ["cifar10"])])
 def test_lists_of_names_parse_the_same_in_every_spelling(raw, expected):
     assert schema("01").value("vision_datasets", raw) == expected
@@ -76,7 +86,7 @@ def test_bad_parameters_stop_with_one_line_naming_value_and_choices(chapter, par
 ])
 def test_cli_rejects_bad_parameters_fast_before_any_model_loads(args, needle):
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "diffred.cli", *args], capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "diffred.book.cli", *args], capture_output=True,
                           text=True, timeout=60)
     assert time.perf_counter() - started < 10
     assert done.returncode == 2 and needle in done.stderr

@@ -4,11 +4,11 @@ import pandas as pd
 import pytest
 import torch
 
-import diffred.extract as ex
-import diffred.precision as pr
+import diffred.core.extract as ex
+import diffred.core.precision as pr
 from diffred import features, load_dataset, load_model, probe_accuracy
-from diffred.cache import ArrayStore, hash_key
-from diffred.images import image_batches, normalise
+from diffred.core.cache import ArrayStore, hash_key
+from diffred.core.images import image_batches, normalise
 
 
 @pytest.fixture
@@ -167,8 +167,8 @@ def setting():
 
 
 def test_the_chapter_parameter_is_the_setting_of_every_default(setting, monkeypatch):
-    from diffred import probe
-    from diffred.chapter import Chapter, ParameterError, chapter_defaults, resolve_chapter
+    from diffred.book.chapter import Chapter, ParameterError, chapter_defaults, resolve_chapter
+    from diffred.core import probe
     path = resolve_chapter("01")
     Chapter("01", {**chapter_defaults(path), "precision": "fp32"}, {})
     assert pr.setting() == "fp32" and pr.result_tag() == {}
@@ -193,7 +193,7 @@ def test_forced_fp32_gives_the_same_tables(setting, tmp_path, monkeypatch):
     """Chapter 1's sweep table (vision: BN-folded channels-last features; text: bf16 features
     and probes where the CPU has bf16) under "auto" and forced "fp32": the same rows, test
     accuracy within 2 test examples each and 1 on average."""
-    from diffred import diffuse
+    from diffred.studies.diffuse import method as diffuse
     monkeypatch.setenv("DIFFRED_CACHE", str(tmp_path))
     monkeypatch.setattr(ex, "STORE", ArrayStore("features", root=tmp_path / "features"))
     tables = {}
@@ -218,9 +218,9 @@ def test_forced_fp32_gives_the_same_tables(setting, tmp_path, monkeypatch):
 def test_training_paths_are_keyed_apart_and_train_alike(setting, tmp_path, monkeypatch):
     """ch4's training: "fp32" keeps today's key (no precision entry); the "auto" path is in
     the key, and its first-epoch loss is within 2% of fp32's (same seed, same batches)."""
-    from diffred import training
-    from diffred import transfer as T
-    from diffred.models import Arch
+    from diffred.core import training
+    from diffred.core.models import Arch
+    from diffred.studies.transfer import method as T
     monkeypatch.setenv("DIFFRED_CACHE", str(tmp_path))
     tr, te = T.image_set("sign_digits", "train", 20, 16), T.image_set("sign_digits", "test", 5, 16)
     arch = Arch("small_resnet", width=8, resolution=16)

@@ -68,7 +68,8 @@ def _objective(Xs, y, W, b, C):
 
 def test_batched_lbfgs_converges_each_probe_with_and_without_whitening(cifar):
     import torch
-    from diffred._lbfgs import SharedColumns, lbfgs
+
+    from diffred.core._lbfgs import SharedColumns, lbfgs
     Xtr, ytr, _, _ = cifar
     X = torch.tensor(Xtr)
     X = (X - X.mean(0)) / X.std(0)
@@ -92,7 +93,8 @@ def test_batched_lbfgs_converges_each_probe_with_and_without_whitening(cifar):
 def test_whitening_survives_a_singular_covariance():
     """Duplicate columns and a huge C make Σ + λI singular in float32: more ridge, no crash."""
     import torch
-    from diffred._lbfgs import SharedColumns, whitening
+
+    from diffred.core._lbfgs import SharedColumns, whitening
     X = torch.randn(100, 10)
     X = torch.cat([X, X[:, :3]], 1)
     L = whitening(SharedColumns(X, torch.ones(2, 13, dtype=torch.bool)), 3, C=1e9, n=100)
@@ -104,7 +106,8 @@ def test_whitening_survives_a_singular_covariance():
 def test_both_solvers_reach_the_same_optimum(cifar):
     """L-BFGS and Nesterov minimise the same objective: same value, same test predictions."""
     import torch
-    from diffred.probe import fit_logreg, standardization
+
+    from diffred.core.probe import fit_logreg, standardization
     Xtr, ytr, Xte, yte = cifar
     rng = np.random.default_rng(2)
     cols = np.stack([rng.permutation(1280)[:48] for _ in range(3)])          # (3, 48)
@@ -203,7 +206,8 @@ def test_fp32_solver_is_unchanged(cifar):
     objective within the stopping test's slack.  Each problem solved alone (same run) must
     land where the batch of four did: batching changes nothing but speed."""
     import torch
-    from diffred._lbfgs import SharedColumns, lbfgs
+
+    from diffred.core._lbfgs import SharedColumns, lbfgs
     X, y = _standardised(cifar)
     masks = _masks((4, 32, 128, 256), 1)
     for whiten, iterations, objective in (
@@ -224,7 +228,8 @@ def test_fp32_solver_is_unchanged(cifar):
 def test_mixed_precision_reaches_the_fp32_optimum(cifar):
     """bf16 products, then float32 to tol: the same objective and test accuracy as fp32."""
     import torch
-    from diffred._lbfgs import SharedColumns, lbfgs
+
+    from diffred.core._lbfgs import SharedColumns, lbfgs
     X, y = _standardised(cifar)
     masks = _masks((8, 64, 256, 1280), 4)
     value = {}
@@ -244,7 +249,7 @@ def test_mixed_precision_reaches_the_fp32_optimum(cifar):
 
 
 def test_auto_precision_follows_bf16_support(cifar, monkeypatch):
-    import diffred.probe as probe
+    import diffred.core.probe as probe
     Xtr, ytr, Xte, yte = cifar
     cols = [np.arange(64), np.arange(300)]
     for supported in (False, True):
@@ -268,11 +273,12 @@ def test_probe_solvers_live_only_in_the_probe_engine():
 
     import diffred
     package = Path(diffred.__file__).parent
-    engine = {"probe.py", "_lbfgs.py"}
+    engine = {"core/probe.py", "core/_lbfgs.py"}
     markers = ("t * l2 / norm", "def _two_loop", "def _top_eigenvalue", "momentum * (",
                "clamp_min(1e-6)")
     engine_text = "".join((package / name).read_text() for name in engine)
     assert all(m in engine_text for m in markers)                  # the markers are not stale
-    elsewhere = [f"{path.name}: {m}" for path in sorted(package.glob("*.py"))
-                 if path.name not in engine for m in markers if m in path.read_text()]
+    elsewhere = [f"{path}: {m}" for path in sorted(package.rglob("*.py"))
+                 if str(path.relative_to(package)) not in engine
+                 for m in markers if m in path.read_text()]
     assert not elsewhere

@@ -14,8 +14,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from diffred import provenance
-from diffred.chapter import Chapter, chapters
+from diffred.book import provenance
+from diffred.book.chapter import Chapter, chapters
 
 ROOT = Path(__file__).resolve().parents[1]
 BIB = ROOT / "chapters" / "references.bib"
@@ -152,7 +152,7 @@ def site(tmp_path_factory) -> Path:
     import os
     if os.environ.get("DIFFRED_TEST_SITE"):     # a site built already (diffred book -p quick True)
         return Path(os.environ["DIFFRED_TEST_SITE"])
-    from diffred.cli import build_book
+    from diffred.book.cli import build_book
     out = tmp_path_factory.mktemp("book")
     index = build_book({"quick": True}, out)    # -W: a warning fails the build
     return index.parent
@@ -248,7 +248,8 @@ def test_charts_tables_and_code_fit_the_page_at_1280px(site: Path, tmp_path: Pat
 
 def test_reader_table_keeps_an_interval_on_one_line():
     import pandas as pd
-    from diffred.book import reader_table
+
+    from diffred.core.display import reader_table
     df = pd.DataFrame({"cell": ["52.0 ± 0.4 (13)", "a long sentence that may wrap in the column"],
                        "x": [0.12345, 1.0]})
     html = reader_table(df).to_html()

@@ -58,7 +58,7 @@ def test_rows_must_match():
 
 
 def test_streaming_correlation_matches_numpy_in_any_chunking():
-    from diffred.similarity import StreamingCorrelation, correlation_linkage, neuron_correlation
+    from diffred.core.similarity import StreamingCorrelation, correlation_linkage, neuron_correlation
     rng = np.random.default_rng(3)
     X = (rng.normal(size=(301, 9)) + 100.0).astype(np.float32)    # a large shift: no cancellation
     X[:, 4] = X[:, 1] * 2 - 1                                     # perfectly correlated pair

@@ -1,4 +1,5 @@
-"""The package's shape: no import cycle between its modules, no oversized module."""
+"""The package's shape: three layers with one direction of dependency (core <- studies <- book,
+studies apart from each other), no import cycle between modules, no oversized module."""
 from __future__ import annotations
 
 import ast
@@ -86,9 +87,9 @@ def test_import_graph_sees_every_kind_of_import():
     """The walker finds top-level and function-level relative imports, ``from . import x``,
     absolute imports and ``__import__`` (a graph that saw nothing could not fail)."""
     graph = import_graph(package_modules())
-    assert "diffred.datasets" in graph["diffred"]                # from .datasets import ...
-    assert "diffred.images" in graph["diffred.extract"]          # top level
-    assert "diffred.probe" in graph["diffred.diffuse"]           # inside a function
+    assert "diffred.core.datasets" in graph["diffred"]                 # from x import ...
+    assert "diffred.core.images" in graph["diffred.core.extract"]      # top level
+    assert "diffred.core.probe" in graph["diffred.studies.diffuse.method"]   # in a function
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
 
@@ -116,6 +117,44 @@ def test_import_graph_kinds(tmp_path, source, edge):
 def test_no_import_cycle():
     cycle = find_cycle(import_graph(package_modules()))
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def layer(module: str) -> str:
+    """'root' (the package facade and its version), 'core', 'book', or 'studies.<name>'."""
+    parts = module.split(".")
+    if len(parts) < 3 or parts[1] not in ("core", "studies", "book"):
+        return "root"
+    return ".".join(parts[1:3]) if parts[1] == "studies" else parts[1]
+
+
+#: Which layers a layer may import: one direction, core <- studies <- book; a study sees
+#: only the core and itself; the root (``diffred/__init__``, ``_version``) re-exports.
+ALLOWED = {"core": {"core"}, "book": {"core", "book", "studies.*"}}
+
+
+def allowed(src: str, dst: str) -> bool:
+    a, b = layer(src), layer(dst)
+    if a == "root" or b == "root" and dst != "diffred":
+        return True
+    if a.startswith("studies."):
+        return b in ("core", a)
+    return b in ALLOWED[a] or (b.startswith("studies.") and "studies.*" in ALLOWED[a])
+
+
+def test_layers_depend_one_way():
+    """Core never imports a study or the book; a study never imports another study or the
+    book; the book may import both.  (The rule is checked on a made-up violation too.)"""
+    graph = import_graph(package_modules())
+    assert {layer(m) for m in graph} >= {"core", "book", "studies.diffuse", "studies.neurons",
+                                         "studies.fewshot", "studies.transfer"}
+    bad = sorted(f"{a} -> {b}" for a, deps in graph.items() for b in deps if not allowed(a, b))
+    assert not bad, "imports against the layer rule: " + ", ".join(bad)
+    assert not allowed("diffred.core.cache", "diffred.book.results")
+    assert not allowed("diffred.core.cache", "diffred.studies.diffuse.method")
+    assert not allowed("diffred.studies.diffuse.method", "diffred.studies.neurons.method")
+    assert not allowed("diffred.studies.diffuse.report", "diffred.book.chapter")
+    assert allowed("diffred.book.chapter", "diffred.studies.neurons.method")
+    assert allowed("diffred.studies.transfer.findings", "diffred.studies.transfer.basin")
 
 
 def test_no_module_over_the_line_limit():

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from diffred import basin as B
-from diffred import training
-from diffred import transfer as T
-from diffred import transfer_findings as F
-from diffred.models import ARCHITECTURES, Arch, build_model
+from diffred.core import training
+from diffred.core.models import ARCHITECTURES, Arch, build_model
+from diffred.studies.transfer import basin as B
+from diffred.studies.transfer import findings as F
+from diffred.studies.transfer import method as T
 
 torch.set_num_threads(2)
 
@@ -279,7 +279,7 @@ def test_architecture_registry_builds_seeded_models_with_their_inputs():
     # the input config: the small ResNet reads mean = std = 0.5 at the arch's resolution
     assert arch.inputs == {"resolution": 16, "mean": (0.5,) * 3, "std": (0.5,) * 3,
                            "crop_pct": 1.0}
-    from diffred.models import MODELS
+    from diffred.core.models import MODELS
     lite = Arch("efficientnet_lite0", resolution=64)
     assert lite.inputs == {**MODELS["efficientnet_lite0"].inputs, "resolution": 64}
     assert lite.head == "classifier"
@@ -289,7 +289,7 @@ def test_training_inputs_read_the_config_and_keep_their_rounding():
     """Training normalises with the architecture's inputs (mean = std = 0.5) exactly as the old
     hard-coded x/127.5 - 1 did, bit for bit; the extraction form (x - 127.5) / 127.5 is the
     same map, correctly rounded, at most 2^-24 away."""
-    from diffred.images import normalise
+    from diffred.core.images import normalise
     x = torch.arange(256, dtype=torch.uint8).view(1, 1, 16, 16).expand(1, 3, 16, 16)
     inputs = Arch().inputs
     train_form = normalise(x, inputs, "cpu", divide_first=True)

@@ -1,0 +1,206 @@
+"""Chapter 1's figures (Altair) and closing note (Markdown), from the tables of
+:mod:`diffred.studies.diffuse.method`.  Presentation only: nothing here computes a number the
+tables lack."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from diffred.studies.diffuse.paper import CLAIMS, ICLR_TABLE, NEURIPS
+
+UNIT_TITLES = {"neurons": "neurons (random subsets)",
+               "directions": "directions (PCA, random projections)"}
+
+
+def accuracy_chart(curve: pd.DataFrame, facet_row: str = "model", facet_column: str = "dataset"):
+    """Accuracy vs fraction kept (log x), one line per method, ±1 std band over seeds."""
+    from diffred.core.plots import alt
+    data = curve[curve["method"] != "full"].assign(
+        lo=lambda d: d["accuracy"] - d["accuracy_std"], hi=lambda d: d["accuracy"] + d["accuracy_std"])
+    # a short title: it is repeated under every panel
+    x = alt.X("fraction:Q", scale=alt.Scale(type="log"), title="fraction kept")
+    color = alt.Color("method:N", title="subset / baseline", legend=alt.Legend(orient="bottom"))
+    band = alt.Chart().mark_area(opacity=0.25).encode(x=x, y="lo:Q", y2="hi:Q", color=color)
+    line = alt.Chart().mark_line(point=True).encode(
+        x=x, y=alt.Y("accuracy:Q", title="test accuracy"), color=color,
+        tooltip=["model", "dataset", "method", "fraction", "k", alt.Tooltip("accuracy", format=".3f")])
+    # narrow panels: four datasets side by side fit the book's content column (676 px)
+    return alt.layer(band, line, data=data).properties(width=105, height=115).facet(
+        row=alt.Row(f"{facet_row}:N", title=None),
+        column=alt.Column(f"{facet_column}:N", title=None))
+
+
+def cka_chart(cka: pd.DataFrame):
+    """Unbiased CKA(random subset, full layer) vs subset size, per backbone (this run only:
+    the paper's CKA figures give no values that could be sourced)."""
+    from diffred.core.plots import alt
+    data = cka.groupby(["model", "size"])["cka"].agg(["mean", "std"]).reset_index()
+    return alt.Chart(data).mark_line(point=True).encode(
+        x=alt.X("size:Q", scale=alt.Scale(type="log", base=2), title="neurons in random subset"),
+        y=alt.Y("mean:Q", title="unbiased linear CKA with full layer"),
+        color=alt.Color("model:N", title=None, legend=alt.Legend(orient="bottom")),
+        tooltip=["model", "size", alt.Tooltip("mean", format=".3f")],
+    ).properties(width=440, height=240, title="CKA of random subsets with the full layer (CIFAR-10)")
+
+
+def pareto_chart(points: pd.DataFrame):
+    """Accuracy ratio vs fraction kept for every task, neurons and directions in separate
+    panels (each with its own per-task Pareto frontier, drawn as a line)."""
+    from diffred.core.plots import alt
+    data = points[points["method"] != "full"].assign(
+        panel=lambda d: d["unit"].map(UNIT_TITLES))
+    x = alt.X("fraction:Q", scale=alt.Scale(type="log"), title="fraction of the layer's width kept")
+    y = alt.Y("ratio:Q", title="accuracy / full-layer accuracy", scale=alt.Scale(zero=False))
+    dots = alt.Chart().mark_point(opacity=0.35, size=25).encode(
+        x=x, y=y, color=alt.Color("dataset:N", legend=alt.Legend(orient="bottom")),
+        shape=alt.Shape("method:N", legend=alt.Legend(orient="bottom")),
+        tooltip=["dataset", "model", "layer", "method", "fraction", alt.Tooltip("ratio", format=".3f")])
+    front = alt.Chart().mark_line(strokeWidth=2.5).encode(x=x, y=y, color="dataset:N").transform_filter(
+        "datum.on_frontier")
+    return alt.layer(dots, front, data=data).properties(width=205, height=240).facet(
+        column=alt.Column("panel:N", title=None)).configure_legend(orient="bottom", columns=3)
+
+
+def class_cost_chart(cost: pd.DataFrame):
+    """Unevenness (worst-class minus mean-class drop) vs fraction kept, with the resampling
+    null (dashed: its 95% quantile) per dataset and backbone."""
+    from diffred.core.plots import alt
+    x = alt.X("fraction:Q", scale=alt.Scale(type="log"), title="fraction of neurons")
+    color = alt.Color("model:N", legend=alt.Legend(orient="bottom"))
+    line = alt.Chart().mark_line(point=True).encode(
+        x=x, y=alt.Y("unevenness:Q", title="worst − mean class drop"), color=color,
+        tooltip=["model", "dataset", "fraction", alt.Tooltip("unevenness", format=".3f"),
+                 alt.Tooltip("null", format=".3f"), "worst_class"])
+    null = alt.Chart().mark_line(strokeDash=[4, 3]).encode(x=x, y="null:Q", color=color)
+    # three panels a row: the six datasets in two rows fit the content column
+    return alt.layer(line, null, data=cost).properties(width=160, height=120).facet(
+        facet=alt.Facet("dataset:N", title=None), columns=3)
+
+
+def layer_chart(dr: pd.DataFrame, delta: float = 0.9):
+    """DR(δ) of intermediate stages (flattened and pooled) vs the penultimate layer."""
+    from diffred.core.plots import alt
+    # Vega-Lite reads "." in a field name as nested access: "DR(0.9)" would plot nothing
+    data = dr.rename(columns={f"DR({delta:g})": "dr"})
+    return alt.Chart(data).mark_bar().encode(
+        x=alt.X("layer:N", sort=None, title=None), y=alt.Y("dr:Q", title=f"DR({delta:g})"),
+        color=alt.Color("layer:N", legend=None), column=alt.Column("dataset:N", title=None),
+        tooltip=["model", "layer", "dim", alt.Tooltip("dr:Q", title=f"DR({delta:g})"),
+                 alt.Tooltip("full_accuracy", format=".3f")],
+    ).properties(width=110, height=150)
+
+
+# --------------------------------------------------------------------------- closing note
+def _fmt(v, spec=".2f") -> str:
+    return "–" if v is None or (isinstance(v, float) and np.isnan(v)) else format(v, spec)
+
+
+def _md_table(df: pd.DataFrame, spec=".2f") -> list[str]:
+    lines = ["| " + " | ".join(map(str, df.columns)) + " |", "|" + "---|" * len(df.columns)]
+    for row in df.itertuples(index=False):
+        lines.append("| " + " | ".join(_fmt(v, spec) if isinstance(v, (float, np.floating))
+                                       else str(v) for v in row) + " |")
+    return lines
+
+
+def closing_note(comparison: pd.DataFrame, side: pd.DataFrame, lc: pd.DataFrame | None = None,
+                 layer_dr: pd.DataFrame | None = None) -> str:
+    """Markdown: the 20%-gap on CIFAR-10 per backbone against the paper's bound, the
+    learning-curve table, the δ = 0.9 table next to the paper's, and flattened vs pooled
+    middle-layer DR(0.9)."""
+    claim = CLAIMS.iloc[0]
+    gaps = comparison[comparison["quantity"].str.startswith("gap at")]
+    lines = [f"**Gap at {claim.fraction:.0%} of neurons on {claim.dataset}** — paper: within "
+             f"{claim.bound:.0%} for {claim.paper_model} ({NEURIPS}, Abstract). This run, "
+             "mean over seeds ± 95% CI:", ""]
+    for r in gaps.itertuples():
+        lines.append(f"- {r.model}: {100 * r.this_run:.1f}% ± {100 * r.ci:.1f}% below the full "
+                     f"layer — {r.verdict} the paper's {r.paper:.0%}")
+    if lc is not None and len(lc):
+        t = lc[np.isclose(lc["fraction"], 0.2)][["model", "n_train", "full_accuracy", "ratio",
+                                                 "ratio_ci", "gap"]]
+        lines += ["", f"**Learning curve** ({lc['dataset'].iloc[0]}, ratio at 20% of neurons "
+                  "vs training-set size):", "", *_md_table(t.rename(columns={
+                      "n_train": "N train", "full_accuracy": "full acc.", "ratio_ci": "± CI"}),
+                      ".3f")]
+    lines += ["", f"**DR(0.9), random subsets of the last layer** — paper rows: {ICLR_TABLE}; "
+              "this run: threshold reading of DR (see Method):", "", *_md_table(side)]
+    if layer_dr is not None and len(layer_dr):
+        t = layer_dr.pivot_table(index=["model", "layer"], columns="dataset", values="DR(0.9)",
+                                 sort=False)
+        dims = layer_dr.groupby(["model", "layer"], sort=False)["dim"].first()
+        t.insert(0, "dim", dims.reindex(t.index).astype(int).astype(str))
+        lines += ["", "**Middle layers, DR(0.9)** (`:flat` = whole C×H×W map as the official "
+                  "code; plain name = global-average-pooled, the book's earlier variant):", "",
+                  *_md_table(t.reset_index())]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- computed prose
+def _nearest(values: pd.Series, target: float) -> float:
+    return float(values.iloc[(values - target).abs().argsort().iloc[0]])
+
+
+def cost_text(cost: pd.DataFrame, fractions=(0.05, 0.2)) -> str:
+    """One sentence per fraction (the grid's nearest): in how many backbone × dataset pairs
+    the unevenness of the drop is above its resampling null, and the largest case."""
+    pc = cost[cost["layer"] == "penultimate"].dropna(subset=["null"])
+    if not len(pc):
+        return "No per-class null could be computed (test counts missing)."
+    out = []
+    for target in fractions:
+        f = _nearest(pc["fraction"], target)
+        at = pc[np.isclose(pc["fraction"], f)]
+        top = at.loc[(at["unevenness"] - at["null"]).idxmax()]
+        out.append(f"At {100 * f:g}% of the neurons the unevenness is above the 95% null in "
+                   f"{int(at['uneven'].sum())} of {len(at)} backbone × dataset pairs (largest "
+                   f"excess: {top.model} on {top.dataset}, {100 * top.unevenness:.1f} points "
+                   f"against a null of {100 * top.null:.1f}; worst class usually "
+                   f"'{top.worst_class}').")
+    return " ".join(out)
+
+
+def findings(dr: pd.DataFrame, comparison: pd.DataFrame, scale: pd.DataFrame,
+             cost: pd.DataFrame, layer_dr: pd.DataFrame, delta: float = 0.9,
+             quick: bool = False) -> str:
+    """The 'What this chapter found' box, every number from this run's tables."""
+    pen = dr[dr["layer"] == "penultimate"]
+    col = f"DR({delta:g})"
+    out = []
+    if col in pen.columns and len(pen):
+        hi, lo = pen.loc[pen[col].idxmax()], pen.loc[pen[col].idxmin()]
+        out.append(f"On {len(pen)} backbone × dataset pairs, random subsets of the last layer "
+                   f"keep {100 * delta:.0f}% of the full layer's accuracy with "
+                   f"{100 * (1 - hi[col]):.1f}% of the neurons at best ({hi.model} on "
+                   f"{hi.dataset}) and need {100 * (1 - lo[col]):.1f}% at worst ({lo.model} on "
+                   f"{lo.dataset}).")
+    gaps = comparison[comparison["quantity"].str.startswith("gap at")]
+    if len(gaps):
+        parts = [f"{r.model} {100 * r.this_run:.1f}% ± {100 * r.ci:.1f}% ({r.verdict})"
+                 for r in gaps.itertuples()]
+        out.append(f"With 20% of the neurons on CIFAR-10 the gap to the full layer is "
+                   f"{'; '.join(parts)} against the paper's 'within 5%' for ResNet-50.")
+    for r in scale.itertuples():
+        out.append(f"From {r.n_small:,} to {r.n_large:,} training images the 20% gap of "
+                   f"{r.model} goes from {100 * r.gap_small:.1f}% to {100 * r.gap_large:.1f}%: "
+                   f"it {r.verdict if r.verdict != 'no clear change' else 'shows no clear change'}"
+                   f" (margin {100 * r.margin:.1f} points).")
+    pc = cost[cost["layer"] == "penultimate"].dropna(subset=["null"])
+    if len(pc):
+        f = _nearest(pc["fraction"], 0.05)
+        at = pc[np.isclose(pc["fraction"], f)]
+        out.append(f"At {100 * f:g}% of the neurons the class cost is more uneven than test-set "
+                   f"noise explains in {int(at['uneven'].sum())} of {len(at)} pairs.")
+    flat = layer_dr[layer_dr["layer"].str.endswith(":flat")] if len(layer_dr) else layer_dr
+    if len(flat) and col in flat.columns:
+        pooled = layer_dr.set_index(["model", "dataset", "layer"])[col]
+        bits = []
+        for _, r in flat.iterrows():
+            base = r["layer"].removesuffix(":flat")
+            p = pooled.get((r["model"], r["dataset"], base))
+            bits.append(f"{r['layer']} {r[col]:.2f}" + (f" vs pooled {p:.2f}" if p is not None
+                                                        else ""))
+        out.append(f"Middle layers, DR({delta:g}): " + "; ".join(bits) + ".")
+    if quick:
+        out.append("*(Smoke-test scale: `quick = True`; these numbers are not the book's.)*")
+    return " ".join(out)

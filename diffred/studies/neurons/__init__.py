@@ -1,0 +1,1 @@
+"""Chapter 2, task-specific redundancy in transformers (Dalvi et al., EMNLP 2020)."""

@@ -1,0 +1,1 @@
+"""Chapter 4, the transfer basin (Neyshabur, Sedghi & Zhang, NeurIPS 2020)."""
