@@ -67,7 +67,8 @@ def _held(value, depth: int = 3) -> list:
     """Our functions and classes in ``value``: itself, or held by a container or by an instance
     of one of our classes (e.g. a registry ``{name: Spec(create=function)}``), ``depth`` deep."""
     if _ours(value):
-        return [inspect.unwrap(value)]
+        value = inspect.unwrap(value)
+        return [value] if "<" not in value.__qualname__ else _enclosing(value, depth)
     if depth == 0:
         return []
     if isinstance(value, dict):
@@ -79,6 +80,19 @@ def _held(value, depth: int = 3) -> list:
     else:
         return []
     return [f for item in items for f in _held(item, depth - 1)]
+
+
+def _enclosing(fn, depth: int) -> list:
+    """A lambda or nested function stands for the module-level function that defines it
+    (``_spec.<locals>.<lambda>`` -> ``_spec``); a lambda written at module level, for the
+    functions and classes its code names."""
+    module = sys.modules.get(fn.__module__)
+    outer = fn.__qualname__.split(".<locals>")[0]
+    if module is not None and "<" not in outer and hasattr(module, outer):
+        return _held(getattr(module, outer), depth)
+    names = getattr(getattr(fn, "__code__", None), "co_names", ())
+    return [f for name in names if module is not None and hasattr(module, name)
+            for f in (_held(getattr(module, name), depth - 1) if depth else [])]
 
 
 @functools.cache
