@@ -10,8 +10,8 @@ The policy ``precision="auto" | "fp32" | "bf16"``:
   (``"fp32-fused"`` for vision on CPU, ``"fp32"`` for text).
 
 Flags are not trusted alone: a fast path is taken only when its self-test passed on this
-machine and no known-bad rule matches (:mod:`diffred.core.selftest`); otherwise the next path down,
-ending at plain ``"fp32"``, with one line on stderr saying why.  What ``"auto"`` picks:
+machine and no known-bad rule matches (:mod:`diffred.core.selftest`); otherwise the next
+path down, ending at plain ``"fp32"``, with one line on stderr saying why.  What ``"auto"`` picks:
 
 ====================  ====================  ====================  ======================
 CPU class             vision extraction     text extraction       training (ch4)
@@ -33,9 +33,8 @@ it is not plain fp32, so fp32 keys are the keys of before precision existed.
 On CUDA the extractor keeps its fp16 autocast (``"auto"``/``"bf16"``); ``"fp32"`` turns it off.
 
 The vision fast paths (:func:`diffred.core.fastpaths.prepare_vision`) work on a copy of the
-model: each batch norm
-that only reads a convolution's output (found by an fx trace) is folded into that
-convolution in float64, and the model and inputs go channels-last; ``"fp32-fused"`` stays
+model: each batch norm that only reads a convolution's output (found by an fx trace) is folded
+into that convolution in float64, and the model and inputs go channels-last; ``"fp32-fused"`` stays
 float32 (same features to ~1e-6), ``"bf16"`` adds bf16 autocast.  Features always leave the
 model as float32.  Training (ch4) has its own paths (:func:`training_path`); the probes' mixed
 precision (:mod:`diffred.core.probe`) uses :func:`bf16_products`.
