@@ -43,9 +43,9 @@ test: install sysdeps data
 # The laptop class on any x86 machine: oneDNN and ATen capped at AVX2 (where oneDNN issue 6035
 # lives), a cache of its own so every feature, self-test and training run is computed under
 # the cap: the self-tests, training, extraction and probe tests, and chapter 4 at quick scale.
-AVX2_TESTS := tests/test_selftest.py tests/test_precision.py tests/test_transfer.py \
-  tests/test_models_extract.py tests/test_probe.py \
-  "tests/test_chapters.py::test_chapter_runs_at_quick_scale_and_writes_its_tables[04_transfer_basin]"
+AVX2_TESTS := tests/core/test_selftest.py tests/core/test_precision.py \
+  tests/studies/test_transfer.py tests/core/test_models_extract.py tests/core/test_probe.py \
+  "tests/book/test_chapters.py::test_chapter_runs_at_quick_scale_and_writes_its_tables[04_transfer_basin]"
 test-avx2: install sysdeps data
 	@if [ "$$(uname -m)" = x86_64 ]; then \
 	  cache=$$(mktemp -d) && trap 'rm -rf "$$cache"' EXIT && \

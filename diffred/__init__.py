@@ -3,7 +3,7 @@
 Three layers, one direction of dependency (``ARCHITECTURE.md``): :mod:`diffred.core`
 (data, models, features, probes, similarity, precision, training, cache, display),
 :mod:`diffred.studies` (the four studies, each ``method`` / ``report`` / ``paper``), and
-:mod:`diffred.core.display` (chapter prologue, parameters, results, provenance, CLI).
+:mod:`diffred.book` (chapter prologue, parameters, results, provenance, CLI).
 
 Verbs: :func:`features` (cached extraction), :func:`probe_accuracy` (batched linear probes),
 :func:`linear_cka`, :func:`load_dataset`, :func:`load_model`, :func:`reader_table`.

@@ -3,6 +3,7 @@ studies apart from each other), no import cycle between modules, no oversized mo
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -154,10 +155,76 @@ def test_layers_depend_one_way():
     assert not allowed("diffred.studies.diffuse.method", "diffred.studies.neurons.method")
     assert not allowed("diffred.studies.diffuse.report", "diffred.book.chapter")
     assert allowed("diffred.book.chapter", "diffred.studies.neurons.method")
-    assert allowed("diffred.studies.transfer.findings", "diffred.studies.transfer.basin")
+    assert allowed("diffred.studies.transfer.paper", "diffred.studies.transfer.basin")
 
 
 def test_no_module_over_the_line_limit():
     sizes = {name: len(p.read_text().splitlines()) for name, p in package_modules().items()}
     big = {name: n for name, n in sizes.items() if n > MAX_LINES}
     assert not big, f"modules over {MAX_LINES} lines: {big}"
+
+
+# --------------------------------------------------------------------------- pages
+CHAPTERS = sorted((PACKAGE.parent / "chapters").glob("[0-9][0-9]_*.md"))
+MAX_CELL_LINES = 10
+
+
+def code_cells(page: str) -> list[tuple[list[str], str]]:
+    """(tags, code) of every ``{code-cell}`` of a MyST page; the cell's front matter (``:tags:``
+    lines or a ``---`` block) is not code."""
+    cells = []
+    for block in re.findall(r"^```\{code-cell\}[^\n]*\n(.*?)^```", page, re.S | re.M):
+        lines = block.splitlines()
+        if lines and lines[0].strip() == "---":
+            end = lines.index("---", 1)
+            front, lines = lines[1:end], lines[end + 1:]
+        else:
+            front = [ln for ln in lines if ln.startswith(":")]
+            lines = lines[len(front):]
+        tags = [t.strip(" '\"") for ln in front if "tags" in ln
+                for t in ln.split("[", 1)[-1].rstrip("]").split(",")]
+        cells.append((tags, "\n".join(lines)))
+    return cells
+
+
+def page_problems(page: str) -> list[str]:
+    """What breaks the page rules: a function or class defined on the page, or a code cell
+    (any but the ``parameters`` cell, hidden ones included) over :data:`MAX_CELL_LINES`."""
+    problems = []
+    for i, (tags, code) in enumerate(code_cells(page), 1):
+        tree = ast.parse(code)
+        defined = [n.name for n in ast.walk(tree)
+                   if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+        if defined:
+            problems.append(f"cell {i} defines {', '.join(defined)}")
+        n = sum(1 for ln in code.splitlines() if ln.strip())
+        if "parameters" not in tags and n > MAX_CELL_LINES:
+            problems.append(f"cell {i} has {n} lines (> {MAX_CELL_LINES})")
+    return problems
+
+
+def test_page_rules_catch_a_definition_and_a_long_cell():
+    long = "\n".join(f"x{i} = {i}" for i in range(MAX_CELL_LINES + 1))
+    page = (f"```{{code-cell}} ipython3\n:tags: [parameters]\n\n{long}\n```\n\n"
+            f"```{{code-cell}} ipython3\ndef f():\n    return 1\n```\n\n"
+            f"```{{code-cell}} ipython3\n---\ntags: [remove-cell]\n---\n{long}\n```\n")
+    assert page_problems(page) == ["cell 2 defines f",
+                                   f"cell 3 has {MAX_CELL_LINES + 1} lines (> {MAX_CELL_LINES})"]
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)
+def test_pages_are_prose_plus_verbs(chapter):
+    """A page defines no function and has no code cell over ten lines (the parameters cell
+    aside): computing prose, shaping tables and pipelines are verbs of the study."""
+    assert CHAPTERS
+    problems = page_problems(chapter.read_text(encoding="utf-8"))
+    assert not problems, f"{chapter.name}: " + "; ".join(problems)
+
+
+def test_tests_are_laid_out_like_the_package():
+    """tests/core, tests/studies, tests/book test the layers of the same names; only this file,
+    which checks the whole package, sits at the top."""
+    tests = Path(__file__).resolve().parent
+    placed = {p.relative_to(tests).parts[0] if len(p.relative_to(tests).parts) > 1 else p.name
+              for p in tests.rglob("test_*.py")}
+    assert placed == {"core", "studies", "book", Path(__file__).name}, placed

@@ -1,4 +1,4 @@
-"""The book's chapters: where they are, their parameters' rules, and the prologue every one opens with.
+"""The book's chapters: where they are, their parameters (rules from each study), and the prologue.
 
 Every chapter opens the same way — a ``parameters`` cell (defaults), one cell tagged ``quick`` (the
 smoke-test preset), and the prologue::
@@ -21,30 +21,20 @@ import time
 from pathlib import Path
 
 from diffred.book import provenance as _prov
-from diffred.book.params import (
-    Bool,
-    Choice,
-    Float,
-    Int,
-    ListOf,
-    Pair,
-    ParameterError,
-    Rule,
-    Schema,
-    apply_quick,
-    dataset_names,
-    model_names,
-)
 from diffred.core.errors import DiffredError
+from diffred.core.params import ParameterError, Schema, apply_quick
 from diffred.core.paths import PROJECT_DIR
-from diffred.core.precision import PRECISIONS
+from diffred.studies.diffuse import params as diffuse_params
+from diffred.studies.fewshot import params as fewshot_params
+from diffred.studies.neurons import params as neurons_params
+from diffred.studies.transfer import params as transfer_params
 
 CHAPTERS_DIR = PROJECT_DIR / "chapters"
 #: parameters that mean the same thing in every chapter that has them; ``diffred book -p NAME``
 #: hands these to every such chapter (any other name belongs to one chapter, or is qualified:
 #: ``-p 04.resnet_resolution 32``)
-SHARED = ("quick", "device", "precision", "threads", "seed", "resolution", "fractions", "C",
-          "max_iter")
+SHARED = ("quick", "device", "precision", "threads", "seed", "seeds", "resolution", "fractions",
+          "C", "max_iter", "models", "datasets", "n_per_class")
 
 
 # --------------------------------------------------------------------------- where they are
@@ -96,142 +86,15 @@ def quick_preset(path: Path) -> dict:
 
 
 # --------------------------------------------------------------------------- rules
-_POS = Float(0, open_low=True)
-_FRACTION = Float(0, 1, open_low=True)
-_DEVICE = Choice(choices=("cpu", "cuda", "mps"), prefixes=("cuda:",), optional=True)
-#: arithmetic of features, probes and training (:mod:`diffred.core.precision`); the prologue makes
-#: it the setting of every call in the chapter
-_PRECISION = Choice(choices=PRECISIONS)
-#: torch CPU threads; None keeps torch's default (one per core)
-_THREADS = Int(1, optional=True)
-
-
-def _tasks():
-    from diffred.studies.neurons.method import SENTENCE_TASKS, TOKEN_TASKS
-    return list(TOKEN_TASKS) + list(SENTENCE_TASKS)
-
-
-def _subset(item: str, among: str):
-    def check(p):
-        return None if p[item] in p[among] else f"{item} {p[item]!r} must be one of {among} {p[among]!r}"
-    return check
-
-
-def _divides(blocks: str, size: str):
-    def check(p):
-        bad = [b for b in p[blocks] if p[size] % b]
-        return (f"{blocks} {bad!r} must divide {size} = {p[size]} (valid: "
-                f"{[b for b in range(1, p[size] + 1) if p[size] % b == 0]})" if bad else None)
-    return check
-
-
-def _saved_final(p):
-    bad = [e for e in p["save_epochs"] if e > p["pretrain_epochs"]]
-    if bad:
-        return f"save_epochs {bad!r} exceed pretrain_epochs = {p['pretrain_epochs']}"
-    if p["pretrain_epochs"] not in p["save_epochs"]:
-        return (f"save_epochs {p['save_epochs']!r} must include pretrain_epochs = "
-                f"{p['pretrain_epochs']} (the fine-tuning start point)")
-    return None
-
-
-def _mask_shots(p):
-    """Soft-mask supports come from the view candidates of one half (selection or report)."""
-    sel = int(round(p["selection_share"] * p["view_candidates_per_class"]))
-    room = min(sel, p["view_candidates_per_class"] - sel)
-    bad = [k for k in p["mask_shots"] if k > room]
-    return (f"mask_shots {bad!r} exceed the {room} view candidates per class of the smaller "
-            f"half (view_candidates_per_class = {p['view_candidates_per_class']}, "
-            f"selection_share = {p['selection_share']}; soft-mask supports need augmented "
-            f"views)" if bad else None)
-
-
-SCHEMAS: dict[str, Schema] = {s.chapter: s for s in [
-    Schema("01_diffuse_redundancy", {
-        "quick": Bool(), "vision_models": ListOf(model_names("vision")),
-        "paper_models": Bool(), "vision_datasets": ListOf(dataset_names("image")),
-        "text_models": ListOf(model_names("text")),
-        "text_datasets": ListOf(dataset_names("text", "text_pair")),
-        "resolution": Int(32, optional=True), "train_per_class": Int(1),
-        "full_train_datasets": ListOf(dataset_names("image"), min_len=0),
-        "test_per_class": Int(1), "text_train_n": Int(2), "text_test_n": Int(2),
-        "curve_models": ListOf(model_names("vision"), min_len=0),
-        "curve_train_per_class": ListOf(Int(1), min_len=0),
-        "fractions": ListOf(_FRACTION), "n_seeds": Int(1), "cka_sizes": ListOf(Int(1)),
-        "baselines": ListOf(Choice(choices=("pca_top", "pca_bottom", "randproj_uniform",
-                                            "randproj_gaussian")), min_len=0),
-        "baseline_models": ListOf(model_names("vision"), min_len=0),
-        "baseline_datasets": ListOf(dataset_names("image"), min_len=0),
-        "layer_models": ListOf(model_names("vision"), min_len=0),
-        "layer_datasets": ListOf(dataset_names("image"), min_len=0),
-        "intermediate_layers": ListOf(Rule(), min_len=0),
-        "dr_deltas": ListOf(_FRACTION), "C": _POS, "max_iter": Int(1), "device": _DEVICE,
-        "precision": _PRECISION,
-    }),
-    Schema("02_transformer_redundancy", {
-        "quick": Bool(), "models": ListOf(model_names("text")),
-        "tasks": ListOf(Choice(choices=_tasks)), "mpnet_tasks": ListOf(Choice(choices=_tasks),
-                                                                        min_len=0),
-        "general_dataset": dataset_names("tokens"), "n_general": Int(3),
-        "n_train_tokens": Int(2), "n_eval_tokens": Int(2), "n_cluster_tokens": Int(2),
-        "n_train_sentences": Int(2), "n_eval_sentences": Int(2),
-        "sentence_features": ListOf(Choice(choices=("finetuned", "cls", "mean"))),
-        "n_finetune": Int(8), "tune_epochs": Int(1),
-        "sweep_models": ListOf(model_names("text"), min_len=0),
-        "thresholds": ListOf(Float(0, 1, open_low=True)), "threshold": Float(0, 1, open_low=True),
-        "delta_pairs": ListOf(Pair(item=Float(0, 100))),
-        "percentages": ListOf(_FRACTION, optional=True), "C": _POS, "max_iter": Int(1),
-        "random_seeds": Int(1), "seed": Int(0), "device": _DEVICE, "precision": _PRECISION,
-    }),
-    Schema("03_fewshot_soft_mask", {
-        "quick": Bool(), "backbones": ListOf(model_names("vision")),
-        "datasets": ListOf(dataset_names("image")), "split": Choice(choices=("train", "test")),
-        "n_per_class": Int(2), "resolution": Int(32, optional=True), "views": Int(1),
-        "view_candidates_per_class": Int(2), "n_way": Int(2), "shots": ListOf(Int(1)),
-        "fractions": ListOf(_FRACTION), "two_way_shots": ListOf(Int(1)),
-        "mask_shots": ListOf(Int(1)), "selection_share": Float(0, 1, open_low=True,
-                                                               open_high=True),
-        "shrink_grid": ListOf(Float(0)), "topk_grid": ListOf(_FRACTION), "n_query": Int(1),
-        "n_episodes": Int(2), "n_episodes_high_shot": Int(2), "n_selection_episodes": Int(2),
-        "fdr": Float(0, 1, open_low=True, open_high=True), "simulation_shots": ListOf(Int(1)),
-        "confounder_backbone": model_names("vision"),
-        "confounder_dataset": dataset_names("image"), "seed": Int(0), "device": _DEVICE,
-        "precision": _PRECISION, "threads": _THREADS,
-    }, (_subset("confounder_backbone", "backbones"), _subset("confounder_dataset", "datasets"),
-        _mask_shots)),
-    Schema("04_transfer_basin", {
-        "quick": Bool(), "device": _DEVICE, "precision": _PRECISION, "seeds": ListOf(Int(0), min_len=2),
-        "threads": _THREADS, "validation_fraction": Float(0, 1, open_low=True, open_high=True),
-        "selection_seed": Int(0), "official_lr_arms": ListOf(Choice(["real", "controlled"])),
-        "real_targets": ListOf(dataset_names("image")), "real_resolution": Int(32),
-        "real_per_class": Int(2), "real_test_per_class": Int(1), "real_epochs": Int(1),
-        "real_lr_grid": ListOf(_POS), "real_analysis_target": dataset_names("image"),
-        "real_blocks": ListOf(Int(1)), "real_interpolation_pairs": Int(1),
-        "real_interpolation_types": ListOf(Choice(["P-T/P-T", "RI-T/RI-T", "P-T/RI-T"]),
-                                           min_len=1),
-        "real_analysis_images": Int(2), "real_criticality_alphas": ListOf(Float(0, 1)),
-        "real_criticality_sigmas": ListOf(Float(0, 1, open_low=True)),
-        "source": dataset_names("image"), "source_seed": Int(0),
-        "source_per_class": Int(1), "source_test_per_class": Int(1), "resnet_width": Int(1),
-        "resnet_resolution": Int(4), "pretrain_epochs": Int(1), "pretrain_lr": _POS,
-        "save_epochs": ListOf(Int(0)), "targets": ListOf(dataset_names("image")),
-        "target_per_class": Int(2), "target_test_per_class": Int(1), "finetune_epochs": Int(1),
-        "lr_grid": ListOf(_POS), "analysis_target": dataset_names("image"),
-        "analysis_images": Int(2), "checkpoint_seeds": Int(1),
-        "blocks": ListOf(Int(1)), "interpolation_points": Int(2),
-        "criticality_alphas": ListOf(Float(0, 1)),
-        "criticality_sigmas": ListOf(Float(0, 1, open_low=True)),
-        "criticality_epsilon": Float(0, 1),
-    }, (_subset("analysis_target", "targets"), _subset("real_analysis_target", "real_targets"),
-        _divides("blocks", "resnet_resolution"), _divides("real_blocks", "real_resolution"),
-        _saved_final)),
-]}
+#: each chapter's parameter rules live with its study (``diffred/studies/<name>/params.py``)
+SCHEMAS: dict[str, Schema] = {s.chapter: s for s in (
+    diffuse_params.SCHEMA, neurons_params.SCHEMA, fewshot_params.SCHEMA, transfer_params.SCHEMA)}
 
 
 def schema(chapter: str) -> Schema:
     stem = resolve_chapter(chapter).stem
     if stem not in SCHEMAS:
-        raise DiffredError(f"chapter {stem} has no parameter rules in diffred.book.chapter.SCHEMAS")
+        raise DiffredError(f"chapter {stem} has no parameter rules (diffred/studies/<name>/params.py)")
     return SCHEMAS[stem]
 
 
@@ -252,7 +115,9 @@ def resolve_parameters(chapter: str, explicit: dict, namespace: dict | None = No
                            f"{', '.join(undeclared)}")
     if namespace is None:
         values = {**defaults, **{k: rules.value(k, v) for k, v in explicit.items()}}
-    else:
+    else:                                  # an old name injected by papermill is refused too
+        for old in sorted(set(rules.renamed) & set(namespace)):
+            rules.check_name(old)
         values = {k: namespace.get(k, v) for k, v in defaults.items()}
     if rules.value("quick", values["quick"]):
         values = apply_quick(values, defaults, quick_preset(path) if preset is None else preset)
@@ -263,6 +128,9 @@ def resolve_parameters(chapter: str, explicit: dict, namespace: dict | None = No
 class Chapter:
     """A running chapter: checked parameters, charts set up, timer started, result tables.
 
+    The prologue also sets the process precision (:func:`diffred.core.precision.use`) from the
+    ``precision`` parameter and, when a ``threads`` parameter is set, torch's thread count.
+
     Parameters
     ----------
     name : str
@@ -272,6 +140,23 @@ class Chapter:
         normalised values are written back into it.
     quick_preset : dict, optional
         Values used when ``quick`` is True for parameters left at their defaults.
+
+    Attributes
+    ----------
+    name : str
+        The chapter's file stem (``"01_diffuse_redundancy"``).
+    params : dict
+        Every parameter, checked (:func:`resolve_parameters`).
+    defaults : dict
+        The literals of the chapter's ``parameters`` cell.
+    results : diffred.book.results.ResultSet
+        The result tables staged so far.
+    started : float
+        ``time.perf_counter()`` at the prologue.
+    sections : list of (str, float)
+        (section name, wall seconds), in order.
+    weights : dict of str to str
+        Weights hash of each model used, for the provenance.
     """
 
     def __init__(self, name: str, namespace: dict, quick_preset: dict | None = None):
@@ -303,10 +188,17 @@ class Chapter:
 
     @property
     def elapsed(self) -> float:
+        """Wall seconds since the prologue."""
         return time.perf_counter() - self.started
 
     def section(self, name: str) -> None:
-        """Start timing section ``name`` (the previous one, if any, ends here)."""
+        """Start timing section ``name`` (the previous one, if any, ends here).
+
+        Parameters
+        ----------
+        name : str
+            The section's name in the provenance.
+        """
         self._close_section()
         self._mark = (name, time.perf_counter())
 
@@ -319,18 +211,41 @@ class Chapter:
             self._mark = (None, now)
 
     def note_weights(self, model: str, weights: str) -> None:
-        """Record the weights hash of a model the chapter used (tables with ``model`` and
-        ``weights`` columns are recorded by :meth:`save` already)."""
+        """Record the weights hash of a model the chapter used.
+
+        Tables with ``model`` and ``weights`` columns are recorded by :meth:`save` already.
+
+        Parameters
+        ----------
+        model : str
+            The model's name.
+        weights : str
+            Its weights hash; empty: nothing is recorded.
+        """
         if weights:
             self.weights[str(model)] = str(weights)
 
     def save(self, df, name: str) -> Path:
-        """Stage a result table, with the chapter's parameters as provenance; it reaches
-        ``<results>/<chapter>/`` with all the others when the chapter finishes.
+        """Stage a result table, with the chapter's parameters as provenance.
 
+        It reaches ``<results>/<chapter>/`` with all the others when the chapter finishes.
         The time since the previous table (or :meth:`section` mark) is recorded as the wall
-        time of the section that produced it, and the table's ``(model, weights)`` pairs as
-        weights hashes of the provenance."""
+        time of the section that produced it (named ``name`` unless a :meth:`section` is
+        open), and the table's ``(model, weights)`` pairs as weights hashes of the provenance.
+
+        Parameters
+        ----------
+        df : pandas.DataFrame
+            The tidy table, one row per measurement (optional ``model`` and ``weights``
+            columns).
+        name : str
+            The table's name: it is written as ``<name>.csv``, with ``<name>.json`` provenance.
+
+        Returns
+        -------
+        pathlib.Path
+            Where the table will be: ``<results>/<chapter>/<name>.csv``.
+        """
         self._close_section(default=name)
         if {"model", "weights"} <= set(getattr(df, "columns", ())):
             for model, weights in df[["model", "weights"]].drop_duplicates().itertuples(
@@ -340,22 +255,36 @@ class Chapter:
         return self.results.save(df, name, **self.params)
 
     def provenance_data(self) -> dict:
-        """Commit, changed parameters, hardware, precision, versions, weights hashes and
-        section wall times of this run (what ``provenance.json`` holds)."""
+        """The provenance of this run (what ``provenance.json`` holds).
+
+        Returns
+        -------
+        dict
+            Commit, changed parameters, hardware, precision, speed paths, versions, weights
+            hashes, section wall times and total wall time of this run.
+        """
         return _prov.collect(self.name, self.changed, self.params.get("device"), self.weights,
                              self.sections, self.elapsed)
 
     def provenance(self):
-        """Show the provenance panel (a collapsible block); :meth:`finish` updates it in
-        place with the final section times."""
+        """Show the provenance panel (a collapsible block).
+
+        :meth:`finish` updates it in place with the final section times."""
         from IPython.display import HTML, display
         self._panel = display(HTML(_prov.panel_html(self.provenance_data(), final=False)),
                               display_id=True)
 
     def finish(self) -> str:
-        """End of the chapter: every staged table swapped into ``<results>/<chapter>/`` at once
-        (an interrupted run leaves the previous tables intact), with ``provenance.json``; the
-        provenance panel updated; its compute time, as a line."""
+        """End the chapter: every staged table swapped into ``<results>/<chapter>/`` at once.
+
+        An interrupted run leaves the previous tables intact.  ``provenance.json`` is written
+        with the tables and the provenance panel (if shown) is updated.
+
+        Returns
+        -------
+        str
+            The chapter's compute time and the tables' folder, as a line.
+        """
         import json
         self._close_section()
         data = self.provenance_data()

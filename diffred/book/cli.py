@@ -52,6 +52,8 @@ def book_parameters(params: dict) -> dict[str, dict]:
             out[stem][local] = schema(stem).value(local, value)
             continue
         owners = [stem for stem in stems if name in schema(stem).rules]
+        for stem in stems if not owners else ():
+            schema(stem).check_name(name)              # an old name: its new one
         if not owners:
             known = sorted({k for stem in stems for k in schema(stem).rules})
             raise DiffredError(f"unknown parameter {name!r}; valid choices: {', '.join(known)} "
@@ -183,6 +185,7 @@ def build_book(params: dict | None = None, output: Path | None = None,
     for page in CHAPTERS_DIR.iterdir():       # the bibliography and its page
         if page.suffix == ".bib" or (page.suffix == ".md" and page.stem not in per_chapter):
             shutil.copy(page, source / "chapters" / page.name)
+    shutil.copytree(CHAPTERS_DIR / "_shared", source / "chapters" / "_shared")  # {include}d text
     jb = Path(sys.executable).parent / "jupyter-book"
     t0 = time.perf_counter()
     # -W: a warning fails the build (--keep-going: after reporting all of them)
@@ -240,8 +243,9 @@ def _cache_command(args) -> None:
         print(f"verified {len(checked)} entries of {len(kinds)} kinds ({', '.join(kinds)}) in "
               f"{root}: {len(checked) - len(bad)} valid, {len(bad)} damaged and removed")
     else:
-        from diffred.core.extract import EXTRACT_VERSION
-        removed = cache.collect_garbage(root, {"features": EXTRACT_VERSION})
+        from diffred.core.extract import extract_version
+        removed = cache.collect_garbage(
+            root, {"features": {extract_version("vision"), extract_version("text")}})
         for path, why in removed:
             print(f"removed {path}: {why}")
         print(f"gc: removed {len(removed)} leftover or obsolete items from {root}")

@@ -501,9 +501,11 @@ def cache_info(root: Path | None = None) -> list[dict]:
 def _obsolete(kind: str, meta: dict, versions: dict) -> str | None:
     """Why no current code can use an entry of ``kind`` with this ``meta`` (``None``: usable)."""
     spec = meta.get("spec")
-    if kind in versions and (not isinstance(spec, dict) or spec.get("version") != versions[kind]):
+    current = versions.get(kind)
+    current = {current} if isinstance(current, str) else set(current or ())
+    if kind in versions and (not isinstance(spec, dict) or spec.get("version") not in current):
         version = spec.get("version") if isinstance(spec, dict) else None
-        return f"version {version!r}, current {versions[kind]!r}"
+        return f"version {version!r}, current {', '.join(sorted(current))}"
     producers = meta.get("producers")
     if producers is None or any(p.startswith("__main__") for p in producers):
         return None
@@ -519,14 +521,15 @@ def _obsolete(kind: str, meta: dict, versions: dict) -> str | None:
     return None if current == meta.get("code") else f"code {meta.get('code')}, current {current}"
 
 
-def collect_garbage(root: Path | None = None, versions: dict[str, str] | None = None
+def collect_garbage(root: Path | None = None, versions: dict[str, str | set] | None = None
                     ) -> list[tuple[str, str]]:
     """Remove leftover temporary / trash folders and entries no current code can use.
 
-    versions: ``{kind: version}``: entries of that kind whose ``spec["version"]`` differs are
-    removed (e.g. ``{"features": EXTRACT_VERSION}``); table entries (:func:`cached_tables`)
-    whose recorded code hash differs from their producers' current :func:`code_version`, or
-    whose producer no longer exists, are removed too.  Returns ``(path, reason)`` removed.
+    versions: ``{kind: version or set of versions}``: entries of that kind whose
+    ``spec["version"]`` is not current are removed (e.g. the features' code versions); table
+    entries (:func:`cached_tables`) whose recorded code hash differs from their producers'
+    current :func:`code_version`, or whose producer no longer exists, are removed too.
+    Returns ``(path, reason)`` removed.
     """
     root = Path(root or cache_dir())
     removed = []

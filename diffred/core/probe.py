@@ -58,11 +58,19 @@ SOLVERS = ("lbfgs", "nesterov")
 
 @dataclass
 class ProbeResult:
-    """Scores of B probes.
+    """Scores of B probes (what :func:`probe_accuracy` returns).
 
-    accuracy: (B,) test accuracy; per_class: (B, C) test recall per class (NaN for a class
-    absent from the test set); k: (B,) probe widths; eval_accuracy: {name: (B,) accuracy} on
-    each extra evaluation set of :func:`probe_accuracy`'s ``eval_sets``."""
+    Attributes
+    ----------
+    accuracy : ndarray of shape (B,), float64
+        Test accuracy of each probe.
+    per_class : ndarray of shape (B, n_classes), float64
+        Test recall of each probe per class (NaN for a class absent from the test set).
+    k : ndarray of shape (B,), int
+        Probe widths (number of columns, or projection width).
+    eval_accuracy : dict of str to ndarray of shape (B,)
+        Accuracy on each extra evaluation set of :func:`probe_accuracy`'s ``eval_sets``, by name.
+    """
     accuracy: np.ndarray
     per_class: np.ndarray
     k: np.ndarray
@@ -316,19 +324,60 @@ def probe_accuracy(X_train, y_train, X_test, y_test, *, columns=None, projection
                    precondition: bool | None = None, precision: str | None = None,
                    device: str | None = None, max_batch_bytes: float = 2e9,
                    max_probes: int = 80) -> ProbeResult:
-    """Test accuracy of probes on column subsets or projections of the same features.
+    """Test accuracy of B linear probes on column subsets or projections of the same features.
 
-    X_train: (N, D), X_test: (M, D); y_*: int labels.  columns: list of B index arrays
-    (subset widths may differ) — fitted together by :func:`fit_logreg_masked` in groups of
-    similar width (``max_probes`` at most) on the union of the group's columns;
-    projections: list of B (D, k_b) matrices — those of equal width fitted together by
-    :func:`fit_logreg` in chunks of at most ``max_batch_bytes``; neither: one probe on all
-    of X.  ``eval_sets``: {name: (X (M_s, D), y (M_s,))} further sets each probe is scored on
-    (e.g. a dev split), reported in ``eval_accuracy[name]`` (B,) — the same fits as the
-    test accuracy.  Every set is standardised with the training statistics.
-    ``precondition``: passed to the fitter (None: its default, whitening where it pays);
-    ``precision``: ``"auto"`` / ``"fp32"`` / ``"bf16"``, as in :func:`fit_logreg`; None:
-    :func:`diffred.core.precision.setting` (a chapter's ``precision`` parameter).
+    Each probe is a multinomial L2 logistic regression (objective and stopping test: see the
+    module docstring).  Every set is standardised with the training statistics (of X for
+    ``columns``, of each projection's output for ``projections``).
+
+    Parameters
+    ----------
+    X_train : array-like of shape (N, D), float
+        Training features.
+    y_train : array-like of shape (N,), int
+        Training labels in ``0 .. n_classes - 1`` (n_classes: the largest label of any set + 1).
+    X_test : array-like of shape (M, D), float
+        Test features.
+    y_test : array-like of shape (M,), int
+        Test labels.
+    columns : list of B array-like of int, optional
+        Column indices of each probe (subset widths may differ), fitted together by
+        :func:`fit_logreg_masked` in groups of similar width (``max_probes`` at most) on the
+        union of the group's columns; a column set given twice is fitted once.
+    projections : list of B array-like of shape (D, k_b), optional
+        Projection matrix of each probe; those of equal width are fitted together by
+        :func:`fit_logreg` in chunks of at most ``max_batch_bytes``.  Not together with
+        ``columns``; neither: one probe on all of X.
+    eval_sets : dict of str to (X, y), optional
+        ``{name: (X (M_s, D), y (M_s,))}``: further sets each probe is scored on (e.g. a dev
+        split), with the same fits as the test accuracy; no name may be ``"test"``.
+    C : float, default 1.0
+        Inverse regularisation strength (> 0), as in ``LogisticRegression``.
+    max_iter : int, default 500
+        Most solver iterations (>= 1).
+    tol : float, default :data:`TOL`
+        Stop when the largest gradient entry is <= ``tol`` (> 0).
+    standardize : bool, default True
+        Standardise with the training mean and std (:func:`standardization`).
+    precondition : bool or None, default None
+        Passed to the fitter; None: its default (whitening where it pays).
+    precision : {"auto", "fp32", "bf16"} or None, default None
+        As in :func:`fit_logreg`; None: :func:`diffred.core.precision.setting` (a chapter's
+        ``precision`` parameter).
+    device : str or None, default None
+        Torch device; None: CUDA when present, else CPU.
+    max_batch_bytes : float, default 2e9
+        Float32 bytes of the projected features (training, test and ``eval_sets`` rows) per
+        chunk of ``projections``.
+    max_probes : int, default 80
+        Most probes in one group of ``columns``.
+
+    Returns
+    -------
+    ProbeResult
+        ``accuracy`` (B,), ``per_class`` (B, n_classes), widths ``k`` (B,) and
+        ``eval_accuracy`` ``{name: (B,)}``, in the order of ``columns`` or ``projections``
+        (B = 1 for neither).
     """
     torch = _torch()
     _check_settings(C, max_iter, tol)
@@ -473,7 +522,20 @@ class LinearProbe:
         self.precision = precision
 
     def fit(self, X, y) -> LinearProbe:
-        """Fit on X (n_samples, n_features) and labels y (n_samples,); returns self."""
+        """Fit the probe on features X and labels y.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training features (finite; converted to float32).
+        y : array-like of shape (n_samples,)
+            Labels, at least 2 distinct values (they become ``classes_``, sorted).
+
+        Returns
+        -------
+        self : LinearProbe
+            The fitted probe.
+        """
         torch = _torch()
         _check_settings(self.C, self.max_iter, self.tol)
         precision = chosen(self.precision)
@@ -501,7 +563,18 @@ class LinearProbe:
         return self
 
     def decision_function(self, X) -> np.ndarray:
-        """Class scores (n_samples, n_classes) of X (n_samples, n_features)."""
+        """Class scores of X.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Features, as many as seen by ``fit``.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes), float32
+            ``((X - mean_) / scale_) @ coef_.T + intercept_``.
+        """
         if not hasattr(self, "coef_"):
             from sklearn.exceptions import NotFittedError
             raise NotFittedError("this LinearProbe is not fitted yet: call fit(X, y) first")
@@ -516,10 +589,34 @@ class LinearProbe:
         return (((_tensor(X, dev) - mean) / scale) @ W.T + b).cpu().numpy()
 
     def predict(self, X) -> np.ndarray:
-        """Predicted labels (n_samples,) — elements of ``classes_``."""
+        """Predicted labels of X: the class of highest score.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Features, as many as seen by ``fit``.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+            Elements of ``classes_``.
+        """
         scores = self.decision_function(X)
         return self.classes_[scores.argmax(1)]
 
     def score(self, X, y) -> float:
-        """Mean accuracy on X (n_samples, n_features) and labels y (n_samples,)."""
+        """Mean accuracy on X and labels y.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Features, as many as seen by ``fit``.
+        y : array-like of shape (n_samples,)
+            True labels.
+
+        Returns
+        -------
+        float
+            Fraction of rows whose predicted label equals ``y``.
+        """
         return float((self.predict(X) == np.asarray(y)).mean())

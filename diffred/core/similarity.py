@@ -46,7 +46,28 @@ def _hsic_unbiased(K: np.ndarray, L: np.ndarray) -> float:
 
 
 def linear_cka(X, Y, debiased: bool = False) -> float:
-    """Linear CKA between representations X (N, D1) and Y (N, D2) of the same N inputs."""
+    """Linear CKA between two representations of the same N inputs.
+
+    The biased HSIC estimator (Kornblith et al. 2019) is computed in feature space, O(N D²) with
+    no N x N matrix; ``debiased=True`` uses the unbiased HSIC estimator of Song et al. (2012)
+    on the N x N Gram matrices, as in Nguyen et al. (2021), so that CKA of independent features
+    is ≈ 0.
+
+    Parameters
+    ----------
+    X : array-like of shape (N, D1)
+        First representation, one row per input (computed in float64).
+    Y : array-like of shape (N, D2)
+        Second representation, rows in the same order as X.
+    debiased : bool, default False
+        Use the unbiased HSIC estimator (needs N >= 4).
+
+    Returns
+    -------
+    float
+        The CKA similarity: in [0, 1] for the biased estimator; the debiased one may be
+        slightly negative.
+    """
     X = np.asarray(X, dtype=np.float64)
     Y = np.asarray(Y, dtype=np.float64)
     if X.shape[0] != Y.shape[0]:
@@ -64,7 +85,22 @@ def linear_cka(X, Y, debiased: bool = False) -> float:
 
 
 def cka_matrix(reps: list, debiased: bool = False) -> np.ndarray:
-    """Pairwise CKA between a list of representations of the same N inputs: (R, R)."""
+    """Pairwise linear CKA between R representations of the same N inputs.
+
+    Computed on the N x N Gram matrices of the centred representations (memory O(R N²)).
+
+    Parameters
+    ----------
+    reps : list of R array-like of shape (N, D_r)
+        The representations, rows in the same input order (widths D_r may differ).
+    debiased : bool, default False
+        Use the unbiased HSIC estimator (Song et al. 2012), as :func:`linear_cka` does.
+
+    Returns
+    -------
+    ndarray of shape (R, R), float64
+        Symmetric, ones on the diagonal; entry (i, j) is the CKA of ``reps[i]`` and ``reps[j]``.
+    """
     grams = [_gram(r - np.asarray(r).mean(0)) for r in reps]
     hsic = _hsic_unbiased if debiased else _hsic_biased
     self_sim = [hsic(G, G) for G in grams]
@@ -77,8 +113,19 @@ def cka_matrix(reps: list, debiased: bool = False) -> np.ndarray:
 
 
 class MinibatchCKA:
-    """Unbiased linear CKA accumulated over minibatches (Nguyen et al. 2021).
+    """Unbiased linear CKA accumulated over minibatches, for large N (Nguyen et al. 2021).
 
+    Each minibatch adds its unbiased HSIC estimates (Song et al. 2012); :meth:`value` is
+    ``xy / sqrt(xx * yy)``.
+
+    Attributes
+    ----------
+    xy, xx, yy : float
+        Sums over the minibatches seen of HSIC(K, L), HSIC(K, K) and HSIC(L, L), with K and L
+        the Gram matrices of a minibatch of X and of Y (0.0 before the first).
+
+    Examples
+    --------
     >>> m = MinibatchCKA()
     >>> for xb, yb in batches: m.update(xb, yb)      # xb (n, D1), yb (n, D2), n >= 4
     >>> m.value()
@@ -88,12 +135,28 @@ class MinibatchCKA:
         self.xy = self.xx = self.yy = 0.0
 
     def update(self, X, Y) -> None:
+        """Add one minibatch.
+
+        Parameters
+        ----------
+        X : array-like of shape (n, D1)
+            The minibatch's first representation (n >= 4; computed in float64).
+        Y : array-like of shape (n, D2)
+            Its second representation, rows in the same input order.
+        """
         K, L = _gram(X), _gram(Y)
         self.xy += _hsic_unbiased(K, L)
         self.xx += _hsic_unbiased(K, K)
         self.yy += _hsic_unbiased(L, L)
 
     def value(self) -> float:
+        """The CKA over every minibatch added so far.
+
+        Returns
+        -------
+        float
+            ``xy / sqrt(xx * yy)``.
+        """
         return float(self.xy / np.sqrt(self.xx * self.yy))
 
 

@@ -111,7 +111,7 @@ class Run:
 
     @property
     def accuracy(self) -> float:
-        return float(self.curve["test_accuracy"].iloc[-1])
+        return float(self.curve["accuracy"].iloc[-1])
 
     def model(self, state: dict | None = None) -> nn.Module:
         model = build_model(self.arch, self.n_classes, 0)
@@ -231,8 +231,8 @@ def train(arch: Arch, train_set: Images, test_set: Images, config: TrainConfig, 
     init id, saved epochs and the code version of the training loop
     (:func:`diffred.core.cache.code_version` of :func:`_train` and what it calls).  Training
     ends with a BN recalibration on the (un-augmented) train set, so the stored state is a
-    deterministic function of the weights, and the final ``test_accuracy`` is measured with
-    those statistics.
+    deterministic function of the weights, and the final test ``accuracy`` (the curve's last) is
+    measured with those statistics.
     ``precision`` (None: :func:`diffred.core.precision.setting`) picks the training path
     (:func:`diffred.core.precision.training_path`: fp32, channels-last, or channels-last + bf16
     autocast of forward and loss); any path but "fp32" is part of the key.  ``log`` receives
@@ -265,7 +265,7 @@ def train(arch: Arch, train_set: Images, test_set: Images, config: TrainConfig, 
         hit = store.load(key)
     arrays, meta = hit
     states = _unpack_states(arrays)
-    curve = pd.DataFrame(np.array(arrays["curve"]), columns=["epoch", "train_loss", "test_accuracy"])
+    curve = pd.DataFrame(np.array(arrays["curve"]), columns=["epoch", "train_loss", "accuracy"])
     checkpoints = {int(p[1:]): s for p, s in states.items() if p.startswith("e")}
     return Run(key, arch, len(train_set.classes), init.kind, seed, states["final"],
                states["init"], checkpoints, curve, meta)

@@ -289,7 +289,7 @@ GROUP = ["model", "dataset", "layer", "method"]
 def accuracy_curve(runs: pd.DataFrame) -> pd.DataFrame:
     """Mean / std over seeds per (model, dataset, layer, method, fraction), with the
     accuracy ratio to the full layer (``ratio``), its 95% CI half-width over seeds
-    (``ratio_ci``, Student t; the full-layer probe is one fixed fit), what a width-k view
+    (``ratio_ci95``, Student t; the full-layer probe is one fixed fit), what a width-k view
     keeps (``unit``: neurons or directions) and the full layer as ``method='full'``."""
     keys = [c for c in GROUP if c in runs.columns]
     curve = (runs.groupby(keys + ["fraction"], sort=True)
@@ -299,7 +299,7 @@ def accuracy_curve(runs: pd.DataFrame) -> pd.DataFrame:
              .reset_index())
     curve["accuracy_std"] = curve["accuracy_std"].fillna(0.0)
     curve["ratio"] = curve["accuracy"] / curve["full_accuracy"]
-    curve["ratio_ci"] = (t95(curve["seeds"]) * curve["accuracy_std"]
+    curve["ratio_ci95"] = (t95(curve["seeds"]) * curve["accuracy_std"]
                          / np.sqrt(curve["seeds"]) / curve["full_accuracy"])
     if "method" in curve.columns:
         curve["unit"] = curve["method"].map(UNITS)
@@ -334,7 +334,7 @@ def dr_table(curve: pd.DataFrame, deltas=(0.8, 0.9, 0.95), method: str = "random
              ) -> pd.DataFrame:
     """DR(δ) per (model, dataset, layer) for each δ (columns ``DR(0.9)`` ...) plus the full
     accuracy, the gap at 20% of neurons (1 − mean ratio at fraction 0.2, if on the grid) and
-    its 95% CI half-width over seeds (``gap_ci``)."""
+    its 95% CI half-width over seeds (``gap_ci95``)."""
     keys = [c for c in GROUP if c in curve.columns and c != "method"]
     rows = []
     for key, g in curve[curve["method"] == method].groupby(keys, sort=False):
@@ -345,24 +345,24 @@ def dr_table(curve: pd.DataFrame, deltas=(0.8, 0.9, 0.95), method: str = "random
             row[f"DR({d:g})"] = diffuse_redundancy(g["fraction"], g["ratio"], d)
         at20 = g[np.isclose(g["fraction"], 0.2)]
         row["gap_at_20pct"] = float(1 - at20["ratio"].iloc[0]) if len(at20) else np.nan
-        row["gap_ci"] = float(at20["ratio_ci"].iloc[0]) if len(at20) else np.nan
+        row["gap_ci95"] = float(at20["ratio_ci95"].iloc[0]) if len(at20) else np.nan
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def learning_curve(models, dataset: str, train_per_class, *, fractions=(0.05, 0.2),
+def learning_curve(models, dataset: str, n_per_class, *, fractions=(0.05, 0.2),
                    **sweep_kw) -> pd.DataFrame:
     """Does more training data close the gap?  The random-subset sweep at ``fractions`` on
     ``dataset`` for each training size (images per class), from cached features.
 
-    Rows: model, n_train, fraction, full_accuracy, accuracy, ratio, ratio_ci, gap (1 − ratio).
+    Rows: model, n_train, fraction, full_accuracy, accuracy, ratio, ratio_ci95, gap (1 − ratio).
     ``sweep_kw`` go to :func:`run_sweeps` (test subset, resolution, seeds, probe settings)."""
     columns = ["model", "dataset", "n_per_class", "n_train", "fraction", "full_accuracy",
-               "accuracy", "ratio", "ratio_ci", "gap"]
-    if not len(models) or not len(train_per_class):
+               "accuracy", "ratio", "ratio_ci95", "gap"]
+    if not len(models) or not len(n_per_class):
         return pd.DataFrame(columns=columns)
     out = []
-    for n in train_per_class:
+    for n in n_per_class:
         res = run_sweeps(models, [dataset], fractions=[*fractions, 1.0],
                          train_subset={"n_per_class": int(n)}, **sweep_kw)
         cur = accuracy_curve(res.runs)
@@ -382,7 +382,7 @@ def scale_verdicts(lc: pd.DataFrame, fraction: float = 0.2) -> pd.DataFrame:
     for model, g in lc[np.isclose(lc["fraction"], fraction)].groupby("model", sort=False):
         g = g.sort_values("n_train")
         lo, hi = g.iloc[0], g.iloc[-1]
-        change, margin = hi["gap"] - lo["gap"], lo["ratio_ci"] + hi["ratio_ci"]
+        change, margin = hi["gap"] - lo["gap"], lo["ratio_ci95"] + hi["ratio_ci95"]
         verdict = "shrinks" if change < -margin else "grows" if change > margin else \
             "no clear change"
         rows.append({"model": model, "n_small": int(lo["n_train"]), "gap_small": lo["gap"],
@@ -466,7 +466,7 @@ def class_cost(per_class: pd.DataFrame, method: str = "random", q: float = 0.95
         unevenness=("unevenness", "mean"), unevenness_std=("unevenness", "std"),
         seeds=("seed", "nunique"),
         worst_class=("worst_class", lambda s: s.mode().iloc[0])).reset_index()
-    out["unevenness_ci"] = (t95(out["seeds"]) * out["unevenness_std"].fillna(0.0)
+    out["unevenness_ci95"] = (t95(out["seeds"]) * out["unevenness_std"].fillna(0.0)
                             / np.sqrt(out["seeds"]))
     nulls = {}
     for key, g in full.groupby(keys, sort=False):
@@ -509,7 +509,7 @@ def paper_comparison(dr: pd.DataFrame) -> pd.DataFrame:
     """The paper's sourced numbers next to this run's (random subsets, penultimate layer):
     the headline bound (gap at 20% ≤ 5% on CIFAR-10, with a verdict from the 95% CI) and,
     per paper row of the δ = 0.9 table on a dataset this book ships, this run's DR(0.9) for
-    each backbone.  Columns: quantity, paper_model, paper, model, this_run, ci, verdict,
+    each backbone.  Columns: quantity, paper_model, paper, model, this_run, ci95, verdict,
     source."""
     pen = dr[dr["layer"] == "penultimate"]
     rows = []
@@ -517,18 +517,18 @@ def paper_comparison(dr: pd.DataFrame) -> pd.DataFrame:
         for r in pen[pen["dataset"] == claim.dataset].itertuples():
             rows.append({"quantity": f"gap at {claim.fraction:.0%} of neurons, {claim.dataset}",
                          "paper_model": claim.paper_model, "paper": claim.bound,
-                         "model": r.model, "this_run": r.gap_at_20pct, "ci": r.gap_ci,
-                         "verdict": _gap_verdict(r.gap_at_20pct, r.gap_ci, claim.bound),
+                         "model": r.model, "this_run": r.gap_at_20pct, "ci95": r.gap_ci95,
+                         "verdict": _gap_verdict(r.gap_at_20pct, r.gap_ci95, claim.bound),
                          "source": claim.source})
     if "DR(0.9)" in pen.columns:
         for p in PAPER_DR90[PAPER_DR90["dataset"].notna()].itertuples():
             for r in pen[pen["dataset"] == p.dataset].itertuples():
                 rows.append({"quantity": f"DR(0.9), {p.dataset}", "paper_model": p.paper_model,
                              "paper": p.DR, "model": r.model,
-                             "this_run": pen.loc[r.Index, "DR(0.9)"], "ci": np.nan,
+                             "this_run": pen.loc[r.Index, "DR(0.9)"], "ci95": np.nan,
                              "verdict": "", "source": p.source})
     return pd.DataFrame(rows, columns=["quantity", "paper_model", "paper", "model", "this_run",
-                                       "ci", "verdict", "source"])
+                                       "ci95", "verdict", "source"])
 
 
 def dr_side_by_side(dr: pd.DataFrame) -> pd.DataFrame:

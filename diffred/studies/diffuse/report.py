@@ -1,11 +1,12 @@
-"""Chapter 1's figures (Altair) and closing note (Markdown), from the tables of
-:mod:`diffred.studies.diffuse.method`.  Presentation only: nothing here computes a number the
-tables lack."""
+"""Chapter 1's figures (Altair), reader tables, computed prose and closing note (Markdown),
+from the tables of :mod:`diffred.studies.diffuse.method`.  Presentation only: nothing here
+computes a number the tables lack."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
+from diffred.core.display import reader_table
 from diffred.studies.diffuse.paper import CLAIMS, ICLR_TABLE, NEURIPS
 
 UNIT_TITLES = {"neurons": "neurons (random subsets)",
@@ -90,6 +91,157 @@ def layer_chart(dr: pd.DataFrame, delta: float = 0.9):
     ).properties(width=110, height=150)
 
 
+def layer_figure(dr: pd.DataFrame, delta: float = 0.9):
+    """:func:`layer_chart` of ``dr``, or, when no stage was probed (``dr`` empty), a line of
+    Markdown that says so (a glued figure needs an output)."""
+    if len(dr):
+        return layer_chart(dr, delta)
+    from IPython.display import Markdown
+    return Markdown("*No intermediate stage was probed in this run (`layer_models` is empty).*")
+
+
+# --------------------------------------------------------------------------- reader tables
+def learning_curve_table(lc: pd.DataFrame):
+    """Reader's cut of :func:`~diffred.studies.diffuse.method.learning_curve`.
+
+    Parameters
+    ----------
+    lc : DataFrame
+        Columns model, n_train, fraction, full_accuracy, ratio, ratio_ci95, gap (others are
+        left out).
+
+    Returns
+    -------
+    Styler
+        Columns model, N train, fraction, full acc., ratio, ± 95% CI, gap; 3 decimals.
+    """
+    return reader_table(lc, ["model", "n_train", "fraction", "full_accuracy", "ratio",
+                             "ratio_ci95", "gap"],
+                        {"n_train": "N train", "full_accuracy": "full acc.",
+                         "ratio_ci95": "± 95% CI"})
+
+
+def redundancy_table(dr: pd.DataFrame, deltas):
+    """Reader's cut of :func:`~diffred.studies.diffuse.method.dr_table`: the last layer.
+
+    Parameters
+    ----------
+    dr : DataFrame
+        Columns model, dataset, layer, dim, full_accuracy, ``DR(δ)`` per δ, gap_at_20pct,
+        gap_ci95; only rows with ``layer == "penultimate"`` are shown.
+    deltas : list of float
+        The δ whose ``DR(δ)`` columns are shown.
+
+    Returns
+    -------
+    Styler
+        Columns model, dataset, dim, full acc., DR(δ)..., gap at 20%, ± CI; 2 decimals.
+    """
+    return reader_table(dr[dr.layer == "penultimate"],
+                        ["model", "dataset", "dim", "full_accuracy",
+                         *[f"DR({d:g})" for d in deltas], "gap_at_20pct", "gap_ci95"],
+                        {"full_accuracy": "full acc.", "gap_at_20pct": "gap at 20%",
+                         "gap_ci95": "± CI"}, 2)
+
+
+def class_cost_table(cost: pd.DataFrame, fractions=(0.01, 0.05, 0.2)):
+    """Reader's cut of :func:`~diffred.studies.diffuse.method.class_cost`: the last layer at
+    a few fractions.
+
+    Parameters
+    ----------
+    cost : DataFrame
+        Columns model, dataset, layer, fraction, mean_class_drop, worst_class_drop,
+        unevenness, unevenness_ci95, null, uneven, worst_class.
+    fractions : sequence of float
+        The fractions shown (rows with ``layer == "penultimate"`` only).
+
+    Returns
+    -------
+    Styler
+        Columns model, dataset, fraction, mean-class drop, worst-class drop, unevenness,
+        ± CI, null 95%, uneven, worst class; 3 decimals.
+    """
+    return reader_table(
+        cost[(cost.layer == "penultimate") & cost.fraction.isin(list(fractions))],
+        ["model", "dataset", "fraction", "mean_class_drop", "worst_class_drop", "unevenness",
+         "unevenness_ci95", "null", "uneven", "worst_class"],
+        {"mean_class_drop": "mean-class drop", "worst_class_drop": "worst-class drop",
+         "unevenness_ci95": "± CI", "null": "null 95%", "worst_class": "worst class"})
+
+
+def layer_table(layer_dr: pd.DataFrame, deltas):
+    """Reader's cut of :func:`~diffred.studies.diffuse.runs.layer_dr_table`.
+
+    Parameters
+    ----------
+    layer_dr : DataFrame
+        Columns model, dataset, layer, dim, full_accuracy, ``DR(δ)`` per δ, gap_at_20pct.
+    deltas : list of float
+        The δ whose ``DR(δ)`` columns are shown.
+
+    Returns
+    -------
+    Styler
+        Columns model, dataset, layer, dim, full acc., DR(δ)..., gap at 20%; 2 decimals.
+    """
+    return reader_table(layer_dr, ["model", "dataset", "layer", "dim", "full_accuracy",
+                                   *[f"DR({d:g})" for d in deltas], "gap_at_20pct"],
+                        {"full_accuracy": "full acc.", "gap_at_20pct": "gap at 20%"}, 2)
+
+
+def with_deviations(comparison: pd.DataFrame, n_per_class: int,
+                    resolution: int | None) -> pd.DataFrame:
+    """:func:`~diffred.studies.diffuse.method.paper_comparison` with a ``deviation`` column:
+    how this run's protocol differs from the paper's, per row.
+
+    Parameters
+    ----------
+    comparison : DataFrame
+        Columns quantity, paper_model, paper, model, this_run, ci95, verdict, source.
+    n_per_class : int
+        Training images per class of this run.
+    resolution : int or None
+        Input resolution of this run (None: native).
+
+    Returns
+    -------
+    DataFrame
+        A copy of ``comparison`` with ``deviation`` (str) added: the probe protocol for the
+        "gap at ..." rows, the backbone and DR reading for the DR rows.
+    """
+    protocol = (f"{n_per_class} train images/class, {resolution or 'native'} px, L-BFGS "
+                f"probe on standardised features (paper: ResNet-50, all 50k images, 224 px, "
+                f"SGD 100 epochs with augmentation)")
+    out = comparison.copy()
+    out["deviation"] = [protocol if q.startswith("gap") else
+                        "different backbone (paper row: its own model); same grid and "
+                        "5 seeds; DR by the book's threshold reading"
+                        for q in out.quantity]
+    return out
+
+
+def comparison_table(comparison: pd.DataFrame):
+    """Reader's cut of :func:`with_deviations`.
+
+    Parameters
+    ----------
+    comparison : DataFrame
+        Columns quantity, paper_model, paper, model, this_run, ci95, verdict, deviation
+        (source is left out: it is in the saved table).
+
+    Returns
+    -------
+    Styler
+        Columns quantity, paper's model, paper, model, this run, ± CI, verdict, deviation;
+        3 decimals.
+    """
+    return reader_table(comparison, ["quantity", "paper_model", "paper", "model",
+                                     "this_run", "ci95", "verdict", "deviation"],
+                        {"paper_model": "paper's model", "this_run": "this run",
+                         "ci95": "± CI"})
+
+
 # --------------------------------------------------------------------------- closing note
 def _fmt(v, spec=".2f") -> str:
     return "–" if v is None or (isinstance(v, float) and np.isnan(v)) else format(v, spec)
@@ -114,14 +266,14 @@ def closing_note(comparison: pd.DataFrame, side: pd.DataFrame, lc: pd.DataFrame 
              f"{claim.bound:.0%} for {claim.paper_model} ({NEURIPS}, Abstract). This run, "
              "mean over seeds ± 95% CI:", ""]
     for r in gaps.itertuples():
-        lines.append(f"- {r.model}: {100 * r.this_run:.1f}% ± {100 * r.ci:.1f}% below the full "
+        lines.append(f"- {r.model}: {100 * r.this_run:.1f}% ± {100 * r.ci95:.1f}% below the full "
                      f"layer — {r.verdict} the paper's {r.paper:.0%}")
     if lc is not None and len(lc):
         t = lc[np.isclose(lc["fraction"], 0.2)][["model", "n_train", "full_accuracy", "ratio",
-                                                 "ratio_ci", "gap"]]
+                                                 "ratio_ci95", "gap"]]
         lines += ["", f"**Learning curve** ({lc['dataset'].iloc[0]}, ratio at 20% of neurons "
                   "vs training-set size):", "", *_md_table(t.rename(columns={
-                      "n_train": "N train", "full_accuracy": "full acc.", "ratio_ci": "± CI"}),
+                      "n_train": "N train", "full_accuracy": "full acc.", "ratio_ci95": "± CI"}),
                       ".3f")]
     lines += ["", f"**DR(0.9), random subsets of the last layer** — paper rows: {ICLR_TABLE}; "
               "this run: threshold reading of DR (see Method):", "", *_md_table(side)]
@@ -137,6 +289,25 @@ def closing_note(comparison: pd.DataFrame, side: pd.DataFrame, lc: pd.DataFrame 
 
 
 # --------------------------------------------------------------------------- computed prose
+def fit_summary(runs: pd.DataFrame) -> str:
+    """One line: how many probes, in how many batched sweeps, and their fitting time.
+
+    Parameters
+    ----------
+    runs : DataFrame
+        Probe rows with columns model, dataset, layer, probe_seconds (the wall time of the
+        row's whole sweep, the same on every row of one sweep).
+
+    Returns
+    -------
+    str
+        "<probes> probes in <sweeps> batched sweeps, <seconds> s of probe fitting".
+    """
+    fits = runs.drop_duplicates(["model", "dataset", "layer", "probe_seconds"])
+    return (f"{len(runs)} probes in {len(fits)} batched sweeps, "
+            f"{fits.probe_seconds.sum():.0f} s of probe fitting")
+
+
 def _nearest(values: pd.Series, target: float) -> float:
     return float(values.iloc[(values - target).abs().argsort().iloc[0]])
 
@@ -176,7 +347,7 @@ def findings(dr: pd.DataFrame, comparison: pd.DataFrame, scale: pd.DataFrame,
                    f"{lo.dataset}).")
     gaps = comparison[comparison["quantity"].str.startswith("gap at")]
     if len(gaps):
-        parts = [f"{r.model} {100 * r.this_run:.1f}% ± {100 * r.ci:.1f}% ({r.verdict})"
+        parts = [f"{r.model} {100 * r.this_run:.1f}% ± {100 * r.ci95:.1f}% ({r.verdict})"
                  for r in gaps.itertuples()]
         out.append(f"With 20% of the neurons on CIFAR-10 the gap to the full layer is "
                    f"{'; '.join(parts)} against the paper's 'within 5%' for ResNet-50.")

@@ -16,8 +16,10 @@ Everything here is batched over episodes: E episodes are one tensor problem of s
   :func:`soft_mask_comparison` — the chapter's experiments on real features, each returning a
   tidy DataFrame cached by content (pool features, settings, code: a warm rerun computes
   nothing); :func:`confounder_simulation` — the paper's theory on a Gaussian model (synthetic
-  data, labelled as such).  Tables and charts: :mod:`diffred.studies.fewshot.report`; statistics
-  (CIs, Benjamini–Hochberg, the selection rule, verdicts): :mod:`diffred.studies.fewshot.stats`.
+  data, labelled as such).  Tables and charts: :mod:`diffred.studies.fewshot.report`; intervals
+  and tests: :mod:`diffred.core.stats`; the paper's claims and verdicts:
+  :mod:`diffred.studies.fewshot.paper`; the mask-selection rule:
+  :func:`diffred.studies.fewshot.runs.select_mask_settings`.
 
 Feature pipeline (as in the authors' precursor code, Channel_Importance_FSL): optionally keep
 a subset of dimensions (hard mask) or multiply by ``importance / mean|x|`` (soft mask), then
@@ -340,7 +342,7 @@ def fraction_curves(pool: Pool, shots=(1, 5, 10, 20),
     whole pool, L2-normalised features, unbiased std; for ``n_way=2`` exactly the precursor's
     ``2|mu1-mu2|/(sigma1+sigma2)``) or at random; ``fractions`` must include 1.0.
 
-    One row per (shots, fraction, ranking): k (= round(fraction * D), at least 1), acc, ci95,
+    One row per (shots, fraction, ranking): k (= round(fraction * D), at least 1), accuracy, ci95,
     and the paired difference to all dimensions on the same episodes (diff_full,
     diff_full_ci95).  Shot counts the pool cannot serve (too few items per class) are skipped.
     """
@@ -383,7 +385,7 @@ def fraction_curves(pool: Pool, shots=(1, 5, 10, 20),
                 d, d_ci = z_interval(a - full, ci_ddof)
                 rows.append({**_provenance(pool), "classifier": classifier, "n_way": n_way,
                              "shots": K, "ranking": r, "fraction_requested": f, "k": k,
-                             "fraction": k / D, "acc": m, "ci95": ci, "diff_full": d,
+                             "fraction": k / D, "accuracy": m, "ci95": ci, "diff_full": d,
                              "diff_full_ci95": d_ci, "n_episodes": n_episodes})
     return _frame(rows, pool)
 
@@ -401,7 +403,7 @@ def precursor_two_way(pool: Pool, shots=(1, 5), *, n_query: int = 15, n_episodes
     ``1.96 np.std / sqrt(n)`` (ddof 0) as in test.py.
 
     One row per (shots, method) with method 'none' (plain features, the precursor's "None")
-    or 'oracle' (the re-weighting), acc, ci95, and the paired gain of 'oracle' over 'none'.
+    or 'oracle' (the re-weighting), accuracy, ci95, and the paired gain of 'oracle' over 'none'.
     """
     from diffred.core.device import default_device
     torch = _torch()
@@ -429,7 +431,7 @@ def precursor_two_way(pool: Pool, shots=(1, 5), *, n_query: int = 15, n_episodes
             m, ci = z_interval(a, ddof=0)
             g, g_ci = z_interval(a - none, ddof=0)
             rows.append({**_provenance(pool), "n_way": 2, "shots": K, "method": method,
-                         "acc": m, "ci95": ci, "gain": g, "gain_ci95": g_ci,
+                         "accuracy": m, "ci95": ci, "gain": g, "gain_ci95": g_ci,
                          "n_episodes": n_episodes})
     return _frame(rows, pool)
 
@@ -446,7 +448,7 @@ def confounders(pool: Pool, *, n_way: int = 5, k_shot: int = 1, n_query: int = 1
     are evaluated at once per episode batch: tensor (E, T, N, D).  Significance: an exact
     two-sided sign test over *episodes* (independent units: does dropping d raise or lower an
     episode's accuracy?), then Benjamini–Hochberg over the D dimensions (q_value).
-    Returns one row per dimension (dim, within_var, centroid_dist, delta_acc, p_value,
+    Returns one row per dimension (dim, within_var, centroid_dist, delta_accuracy, p_value,
     q_value, episodes_up, episodes_down, effect: 'dropping helps' / 'dropping hurts' where
     q_value <= ``fdr``, else 'no clear effect').
     """
@@ -484,7 +486,7 @@ def confounders(pool: Pool, *, n_way: int = 5, k_shot: int = 1, n_query: int = 1
     return pd.DataFrame({**_provenance(pool), "dim": np.arange(D),
                          "within_var": (sd ** 2).mean(0).cpu().numpy(),
                          "centroid_dist": (mu.std(0, unbiased=False) * 2).cpu().numpy(),
-                         "delta_acc": delta, "episodes_up": up.cpu().numpy(),
+                         "delta_accuracy": delta, "episodes_up": up.cpu().numpy(),
                          "episodes_down": down.cpu().numpy(), "p_value": p,
                          "q_value": q, "effect": effect, "shots": k_shot,
                          "n_episodes": n_episodes})
@@ -503,7 +505,8 @@ def confounder_simulation(shots=(1, 2, 5, 10, 20, 50), *, n_way: int = 5,
     with small centroid spread (``confounding_spread``) and large within-class std
     (``confounding_sd``).  Nearest-centroid accuracy (Euclidean, K support / Q query points
     per class) with all dimensions vs the informative ones only, on the same episodes.
-    One row per K: acc_all, acc_informative (with ci95), gain of dropping the confounders
+    One row per K: accuracy_all, accuracy_informative (with their 95% CI half-widths
+    accuracy_all_ci95, accuracy_informative_ci95), gain of dropping the confounders
     (paired, with CI)."""
     torch = _torch()
     g = torch.Generator().manual_seed(seed)
@@ -526,8 +529,9 @@ def confounder_simulation(shots=(1, 2, 5, 10, 20, 50), *, n_way: int = 5,
         full, informative = np.concatenate(full), np.concatenate(informative)
         (a, a_ci), (b, b_ci) = z_interval(full), z_interval(informative)
         gain, gain_ci = z_interval(informative - full)
-        rows.append({"shots": K, "acc_all": a, "ci_all": a_ci, "acc_informative": b,
-                     "ci_informative": b_ci, "gain": gain, "gain_ci95": gain_ci,
+        rows.append({"shots": K, "accuracy_all": a, "accuracy_all_ci95": a_ci,
+                     "accuracy_informative": b, "accuracy_informative_ci95": b_ci,
+                     "gain": gain, "gain_ci95": gain_ci,
                      "n_informative": n_informative, "n_confounding": n_confounding,
                      "n_episodes": n_episodes, "data": "simulated (Gaussian model)"})
     return pd.DataFrame(rows)
@@ -614,7 +618,7 @@ def soft_mask_comparison(pool: Pool, shots=(1, 5), *, n_way: int = 5, n_query: i
                 gain, gain_ci = z_interval(a - base)
                 rows.append({**_provenance(pool), "part": pool.meta.get("part", "all"),
                              "classifier": c, "n_way": n_way, "shots": K, "method": st[0],
-                             "shrink": st[1], "topk_fraction": st[2], "acc": acc, "ci95": ci,
+                             "shrink": st[1], "topk_fraction": st[2], "accuracy": acc, "ci95": ci,
                              "gain": gain, "gain_ci95": gain_ci, "views": V,
                              "topk": None if st[2] is None else _widths([st[2]], D)[st[2]],
                              "n_episodes": n_episodes})

@@ -14,8 +14,11 @@ Task-specific pipeline (:func:`task_redundancy`)
     neurons → elastic-net ranking (:func:`rank_neurons`, the authors' objective) →
     :func:`minimal_neuron_set` (the smallest top-k% of the ranking keeping ≥ (1 − δ_N%) of the
     dev accuracy), with a random-selection baseline, :func:`probe_cost` for the efficiency
-    comparison and the noise of every row (:func:`signal_check`, the dev standard error).
-The chapter's cached verbs over models and tasks: :mod:`diffred.studies.neurons.runs`.
+    comparison and the noise of every row (:func:`signal_check`, the dev standard error);
+    :func:`usable` / :func:`usable_sweep` — the rows with usable signal, which every aggregate
+    keeps.
+The chapter's cached verbs over models and tasks: :mod:`diffred.studies.neurons.runs`; the
+paper's numbers and the rules that set them beside this run's: :mod:`diffred.studies.neurons.paper`.
 """
 from __future__ import annotations
 
@@ -30,6 +33,8 @@ from diffred.core.errors import check_choice
 from diffred.core.similarity import correlation_linkage, linear_cka, neuron_correlation
 
 #: the authors' search grid for the minimal neuron set (fractions of ALL neurons of the model)
+#: and their δ pairs (δ_L %, δ_N %); sources: :data:`diffred.studies.neurons.paper.PROTOCOL`.
+#: Their values stay here, where the pipeline reads them: they are part of its code version.
 PERCENTAGES = (0.001, 0.002, 0.003, 0.004, 0.005, 0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07,
                0.08, 0.09, 0.10, 0.15, 0.20, 0.25, 0.30, 0.35, 0.40, 0.45, 0.50, 0.60, 0.70,
                0.80, 0.90)
@@ -224,8 +229,8 @@ class LayerSelector:
         return int(np.flatnonzero(self.dev_ >= (1 - delta / 100) * self.oracle_dev)[0])
 
     def table(self) -> pd.DataFrame:
-        return pd.DataFrame({"upto_layer": np.arange(len(self.dev_)), "dev_acc": self.dev_,
-                             "test_acc": self.test_})
+        return pd.DataFrame({"upto_layer": np.arange(len(self.dev_)), "dev_accuracy": self.dev_,
+                             "accuracy": self.test_})
 
 
 # ============================================================================ ranking
@@ -264,14 +269,14 @@ def weight_mass_order(W: np.ndarray) -> np.ndarray:
 # ============================================================================ minimal set
 def minimal_neuron_set(task: TaskData, candidates: np.ndarray, order: np.ndarray,
                        target_dev: float, percentages: Sequence[float] = PERCENTAGES,
-                       random_seeds: int = 1, C: float = 1.0, max_iter: int = 300,
+                       n_random_subsets: int = 1, C: float = 1.0, max_iter: int = 300,
                        device: str | None = None, seed: int = 0) -> pd.DataFrame:
     """Accuracy of the top-k ranked candidates (and of random k-subsets) for every k%.
 
     candidates: (K,) column indices kept by layer selection + clustering; order: (K,) ranking
     of the candidates (indices into ``candidates``); k = ⌊p · all neurons⌋ for p in
-    ``percentages`` (k ≤ K).  Returns rows: pct, k, method ('ranked' | 'random'), dev_acc,
-    test_acc, meets_target (ranked rows only)."""
+    ``percentages`` (k ≤ K).  Returns rows: pct, k, method ('ranked' | 'random'), dev_accuracy,
+    accuracy, meets_target (ranked rows only)."""
     rng = np.random.default_rng(seed)
     ks = sorted({max(1, int(p * task.n_neurons)) for p in percentages} | {len(candidates)})
     ks = [k for k in ks if k <= len(candidates)]
@@ -279,15 +284,15 @@ def minimal_neuron_set(task: TaskData, candidates: np.ndarray, order: np.ndarray
     for k in ks:
         views.append(candidates[order[:k]])
         labels.append((k, "ranked"))
-        for _ in range(random_seeds):
+        for _ in range(n_random_subsets):
             views.append(rng.choice(candidates, size=k, replace=False))
             labels.append((k, "random"))
     dev, test = dev_test_accuracy(task, views, C, max_iter, device)
     df = pd.DataFrame([{"k": k, "pct": 100.0 * k / task.n_neurons, "method": m}
                        for k, m in labels])
-    df["dev_acc"], df["test_acc"] = dev, test
-    df = df.groupby(["k", "pct", "method"], as_index=False)[["dev_acc", "test_acc"]].mean()
-    df["meets_target"] = (df["method"] == "ranked") & (df["dev_acc"] >= target_dev)
+    df["dev_accuracy"], df["accuracy"] = dev, test
+    df = df.groupby(["k", "pct", "method"], as_index=False)[["dev_accuracy", "accuracy"]].mean()
+    df["meets_target"] = (df["method"] == "ranked") & (df["dev_accuracy"] >= target_dev)
     return df
 
 
@@ -307,7 +312,7 @@ def probe_cost(task: TaskData, columns: np.ndarray, C: float = 1.0, max_iter: in
         pred_s = min(pred_s, time.perf_counter() - t0)
     return {"neurons": len(columns), "fit_s": fit_s, "predict_s": pred_s,
             "params": int(len(columns) + 1) * len(probe.classes_),
-            "feature_mb": Xtr.nbytes / 2 ** 20, "test_acc": probe.score(Xte, task.y_test)}
+            "feature_mb": Xtr.nbytes / 2 ** 20, "accuracy": probe.score(Xte, task.y_test)}
 
 
 # ============================================================================ the pipeline
@@ -332,11 +337,25 @@ def signal_check(task: TaskData, oracle_test: float, z: float = 1.96) -> dict:
     majority = np.bincount(task.y_train).argmax()
     rate = float(np.mean(task.y_test == majority))
     half = z * np.sqrt(oracle_test * (1 - oracle_test) / len(task.y_test))
-    return {"majority_test": rate, "oracle_ci": float(half),
+    return {"majority_accuracy": rate, "oracle_ci95": float(half),
             "near_chance": bool(oracle_test - half <= rate)}
 
 
-SWEEP_COLUMNS = ["threshold", "neurons_kept", "pct_redundant", "dev_acc", "test_acc", "corr_rows"]
+def usable(summary: pd.DataFrame) -> pd.DataFrame:
+    """Rows whose oracle is not near chance (:func:`signal_check`)."""
+    return summary[~summary.near_chance.astype(bool)]
+
+
+def usable_sweep(sweep: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
+    """Clustering-sweep rows of the model × task × feature runs whose oracle is not near chance
+    in ``summary``."""
+    chance = {tuple(k) for k in summary.loc[summary.near_chance.astype(bool),
+                                            ["model", "dataset", "features"]].values}
+    return sweep[[k not in chance for k in zip(sweep.model, sweep.dataset, sweep.features)]]
+
+
+SWEEP_COLUMNS = ["threshold", "neurons_kept", "pct_redundant", "dev_accuracy", "accuracy",
+                 "corr_rows"]
 
 
 def cluster_sweep(task: TaskData, thresholds: Sequence[float], corr_rows=None, seed: int = 0,
@@ -348,7 +367,7 @@ def cluster_sweep(task: TaskData, thresholds: Sequence[float], corr_rows=None, s
 
     corr_rows: the layer arrays the correlation is streamed from (default the task's training
     features; e.g. the first 150k training tokens).  Rows: threshold (−1 = no clustering),
-    neurons kept, pct_redundant, dev_acc, test_acc."""
+    neurons kept, pct_redundant, dev_accuracy, accuracy."""
     layers = corr_rows if corr_rows is not None else [task.X_train]
     Z = correlation_linkage(neuron_correlation(layer_chunks(layers), device))
     D, views, rows = task.n_neurons, [np.arange(task.n_neurons)], [(-1.0, task.n_neurons)]
@@ -359,12 +378,12 @@ def cluster_sweep(task: TaskData, thresholds: Sequence[float], corr_rows=None, s
     dev, test = dev_test_accuracy(task, views, C, max_iter, device)
     df = pd.DataFrame(rows, columns=["threshold", "neurons_kept"])
     df["pct_redundant"] = 100.0 * (D - df.neurons_kept) / D
-    df["dev_acc"], df["test_acc"] = dev, test
+    df["dev_accuracy"], df["accuracy"] = dev, test
     return df.assign(corr_rows=int(len(layers[0])))
 
 
 def task_redundancy(task: TaskData, deltas: Sequence[tuple] = DELTAS, threshold: float = 0.3,
-                    percentages: Sequence[float] = PERCENTAGES, random_seeds: int = 1,
+                    percentages: Sequence[float] = PERCENTAGES, n_random_subsets: int = 1,
                     C: float = 1.0, max_iter: int = 300, device: str | None = None,
                     seed: int = 0, sweep_thresholds: Sequence[float] = (),
                     sweep_rows=None) -> TaskRedundancy:
@@ -388,10 +407,11 @@ def task_redundancy(task: TaskData, deltas: Sequence[tuple] = DELTAS, threshold:
                                                             threshold), seed)]
             order, info = rank_neurons(task.X_train[:, kept], task.y_train, len(task.classes),
                                        device=device)
-            curve = minimal_neuron_set(task, kept, order, 0.0, percentages, random_seeds,
+            curve = minimal_neuron_set(task, kept, order, 0.0, percentages, n_random_subsets,
                                        C=C, max_iter=max_iter, device=device, seed=seed)
             # the probe on all kept neurons (the k = K row) is the δ_N baseline
-            base_dev = float(curve[(curve.k == len(kept)) & (curve.method == "ranked")].dev_acc.iloc[0])
+            base_dev = float(curve[(curve.k == len(kept))
+                                   & (curve.method == "ranked")].dev_accuracy.iloc[0])
             curve.insert(0, "selected_layer", top)
             per_layer[top] = (kept, base_dev, order, curve, info)
             curves.append(curve)
@@ -401,22 +421,24 @@ def task_redundancy(task: TaskData, deltas: Sequence[tuple] = DELTAS, threshold:
         kept, base_dev, order, curve, info = per_layer[top]
         target = (1 - d_neuron / 100) * base_dev
         ranked = curve[curve.method == "ranked"]
-        hit = ranked[ranked.dev_acc >= target]
+        hit = ranked[ranked.dev_accuracy >= target]
         best = hit.iloc[0] if len(hit) else ranked.iloc[-1]
         dev_se = float(np.sqrt(base_dev * (1 - base_dev) / len(task.y_dev)))
         summary.append({**prov, "delta_layer": d_layer, "delta_neuron": d_neuron,
-                        "oracle_dev": selector.oracle_dev, "oracle_test": selector.oracle_test,
+                        "oracle_dev_accuracy": selector.oracle_dev,
+                        "oracle_accuracy": selector.oracle_test,
                         **signal, "neurons_total": task.n_neurons, "selected_layer": top,
                         "neurons_after_ls": len(task.layer_columns(top)),
-                        "neurons_after_cc": len(kept), "base_dev": base_dev,
+                        "neurons_after_cc": len(kept), "base_dev_accuracy": base_dev,
                         "dev_se": dev_se, "delta_margin": base_dev - target,
                         "delta_resolved": bool(base_dev - target > dev_se),
                         "ranking_converged": info["converged"],
                         "ranking_iterations": info["iterations"],
                         "ranking_gradient_mapping": info["gradient_mapping"],
                         "minimal_k": int(best.k), "minimal_pct": float(best.pct),
-                        "minimal_dev": float(best.dev_acc), "minimal_test": float(best.test_acc),
-                        "pct_of_oracle": 100 * float(best.test_acc) / selector.oracle_test,
+                        "minimal_dev_accuracy": float(best.dev_accuracy),
+                        "minimal_accuracy": float(best.accuracy),
+                        "pct_of_oracle": 100 * float(best.accuracy) / selector.oracle_test,
                         "pct_removable": 100 * (1 - best.k / task.n_neurons)})
     curves = pd.concat(curves, ignore_index=True)
     for key in ("model", "dataset", "weights", "features"):

@@ -4,28 +4,21 @@
 :func:`task_tables` — the task pipeline and the per-task clustering sweep of one model, task
 and feature source (``"pretrained"`` or ``"finetuned"``: :mod:`diffred.core.finetune`);
 :func:`run_tasks` — every model × task × feature source, tables concatenated;
-:func:`paper_vs_run` — the paper's abstract-level claims beside this run's aggregates, taken
-over the tasks with usable signal (:func:`diffred.studies.neurons.method.signal_check`).
-Every table comes
-from :func:`diffred.core.cache.cached_tables`, keyed by the features' content keys, the settings and
-the code, so a warm rebuild computes nothing.
+:func:`chapter_tasks` — the chapter's task pipeline from its parameters.
+Every table comes from :func:`diffred.core.cache.cached_tables`, keyed by the features' content
+keys, the settings and the code, so a warm rebuild computes nothing.  The paper's claims beside
+this run's aggregates: :func:`diffred.studies.neurons.paper.paper_vs_run`.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 import pandas as pd
 
 from diffred.core.errors import check_choice
 from diffred.studies.neurons import method as neurons
 from diffred.studies.neurons.method import DELTAS, PERCENTAGES, TOKEN_TASKS
 
-#: the paper's abstract-level claims (Dalvi et al., EMNLP 2020, Abstract; BERT-base and
-#: XLNet-base): the per-task tables could not be read from any stored text, so none is quoted
-PAPER_CLAIMS = {"general_pct_redundant": 85.0, "task_pct_removable": 92.0,
-                "pct_of_oracle": 97.0, "pct_neurons_at_97": 10.0}
-PAPER_SOURCE = "EMNLP 2020 Abstract"
 #: feature sources of sentence tasks: the task-fine-tuned encoder's [CLS] (the paper), or the
 #: pretrained encoder pooled by [CLS] or by mean
 SENTENCE_FEATURES = ("finetuned", "cls", "mean")
@@ -99,7 +92,7 @@ def task_tables(model: str, task: str, n_train: int, n_eval: int | None, *,
                 finetune_epochs: int = 3, n_cluster: int | None = None,
                 sweep_thresholds: Sequence[float] = THRESHOLDS, seed: int = 0,
                 deltas: Sequence[tuple] = DELTAS, threshold: float = 0.3,
-                percentages: Sequence[float] = PERCENTAGES, random_seeds: int = 1,
+                percentages: Sequence[float] = PERCENTAGES, n_random_subsets: int = 1,
                 C: float = 1.0, max_iter: int = 300, device: str | None = None,
                 progress: bool = False) -> dict[str, pd.DataFrame]:
     """:func:`diffred.studies.neurons.method.task_redundancy` of one model, task and feature
@@ -134,7 +127,7 @@ def task_tables(model: str, task: str, n_train: int, n_eval: int | None, *,
     label = feature_label(task, source)
     spec = {"model": model, "task": task, "features": keys, "source": label, "seed": seed,
             "deltas": [list(d) for d in deltas], "threshold": threshold,
-            "percentages": [float(p) for p in percentages], "random_seeds": random_seeds,
+            "percentages": [float(p) for p in percentages], "n_random_subsets": n_random_subsets,
             "C": C, "max_iter": max_iter, "sweep": [float(t) for t in sweep_thresholds]}
 
     def compute():
@@ -147,14 +140,14 @@ def task_tables(model: str, task: str, n_train: int, n_eval: int | None, *,
                              device=device, progress=progress)
             rows = [feats[k].X for k in sorted(feats)]
         r = neurons.task_redundancy(data, [tuple(d) for d in deltas], threshold, percentages,
-                                    random_seeds, C, max_iter, device, seed, sweep_thresholds,
+                                    n_random_subsets, C, max_iter, device, seed, sweep_thresholds,
                                     rows)
         summary = r.summary
         if tuned is not None:
             last = slice((data.n_layers - 1) * data.width, data.n_neurons)
             summary = summary.assign(
-                finetuned_dev=tuned.accuracy(data.X_dev[:, last], data.y_dev),
-                finetuned_test=tuned.accuracy(data.X_test[:, last], data.y_test),
+                finetuned_dev_accuracy=tuned.accuracy(data.X_dev[:, last], data.y_dev),
+                finetuned_accuracy=tuned.accuracy(data.X_test[:, last], data.y_test),
                 n_finetune=tuned.meta["n_train"], finetune_s=tuned.meta.get("seconds"))
         return {"summary": summary, "curves": r.curves, "layers": r.layers, "cost": r.cost,
                 "kept_layers": r.kept_layers, "sweep": r.sweep}
@@ -189,59 +182,54 @@ def run_tasks(model_tasks: dict, *, n_train_tokens: int, n_eval_tokens: int,
     return {name: pd.concat(dfs, ignore_index=True) for name, dfs in parts.items()}
 
 
-# ============================================================================ paper vs run
-def usable(summary: pd.DataFrame) -> pd.DataFrame:
-    """Rows whose oracle is not near chance (:func:`diffred.studies.neurons.method.signal_check`)."""
-    return summary[~summary.near_chance.astype(bool)]
+# ============================================================================ the chapter's run
+#: :func:`run_tasks` tables the chapter saves, and the names they are saved under (in order)
+SAVED_TABLES = {"summary": "task_summary", "curves": "selection_curves", "cost": "probe_cost",
+                "sweep": "task_cluster_sweep", "kept_layers": "kept_layers"}
 
 
-def usable_sweep(sweep: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
-    """Clustering-sweep rows of the model × task × feature runs whose oracle is not near chance
-    in ``summary``."""
-    chance = {tuple(k) for k in summary.loc[summary.near_chance.astype(bool),
-                                            ["model", "dataset", "features"]].values}
-    return sweep[[k not in chance for k in zip(sweep.model, sweep.dataset, sweep.features)]]
+def chapter_tasks(*, models: Sequence[str], tasks: Sequence[str], mpnet_tasks: Sequence[str],
+                  n_train_tokens: int, n_eval_tokens: int, n_train_sentences: int,
+                  n_eval_sentences: int | None, sentence_features: Sequence[str],
+                  n_cluster_tokens: int | None, n_finetune: int | None, tune_epochs: int,
+                  sweep_models: Sequence[str] | None, thresholds: Sequence[float], seed: int,
+                  delta_pairs: Sequence[Sequence[float]], threshold: float,
+                  percentages: Sequence[float] | None, n_random_subsets: int, C: float,
+                  max_iter: int, device: str | None, **_other) -> dict[str, pd.DataFrame]:
+    """The task pipeline of chapter 2 from its parameters: :func:`run_tasks` over ``tasks`` for
+    every model (``mpnet_base``: ``mpnet_tasks``).
 
+    Parameters
+    ----------
+    models, tasks, mpnet_tasks, n_train_tokens, n_eval_tokens, n_train_sentences, \
+n_eval_sentences, sentence_features, n_cluster_tokens, n_finetune, sweep_models, seed, \
+threshold, n_random_subsets, C, max_iter, device
+        The chapter's parameters of the same names (the page passes ``**ch.params``).
+    tune_epochs : int
+        Fine-tuning epochs (:func:`run_tasks`' ``finetune_epochs``).
+    thresholds : sequence of float
+        Thresholds of the per-task clustering sweep (``sweep_thresholds``).
+    delta_pairs : sequence of (δ_L, δ_N)
+        The δ pairs of the pipeline (``deltas``).
+    percentages : sequence of float or None
+        The minimal-set grid; None: the authors' 27 points
+        (:data:`diffred.studies.neurons.method.PERCENTAGES`).
+    **_other
+        The chapter's other parameters, ignored.
 
-def paper_vs_run(general: pd.DataFrame, summary: pd.DataFrame, sweep: pd.DataFrame,
-                 threshold: float = 0.3, delta=(1, 1)) -> pd.DataFrame:
-    """The paper's abstract-level claims next to this run's measurements, one row per claim
-    and model; task aggregates are bounds over the tasks with usable signal (the paper's
-    claims are bounds: "at least 92%", "at most 10%"), the count of excluded tasks alongside.
-
-    general: :func:`general_tables` curves; summary, sweep: :func:`run_tasks` tables."""
-    rows = []
-    for model, g in general.groupby("model"):
-        at = g.iloc[(g.threshold - threshold).abs().argmin()]
-        rows.append({"claim": f"% neurons redundant overall (c={threshold:g}, "
-                              f"{int(at.rows)} words of {at.dataset})", "model": model,
-                     "paper": PAPER_CLAIMS["general_pct_redundant"],
-                     "this run": round(float(at.pct_redundant), 1), "tasks": "—"})
-    if len(sweep):
-        sw = sweep[np.isclose(sweep.threshold, threshold)]
-        for model, g in sw.groupby("model"):
-            ok = usable_sweep(g, summary)
-            if not len(ok):
-                continue
-            rows.append({"claim": f"% neurons redundant per task (c={threshold:g}, min over "
-                                  f"tasks)", "model": model,
-                         "paper": PAPER_CLAIMS["general_pct_redundant"],
-                         "this run": round(float(ok.pct_redundant.min()), 1),
-                         "tasks": f"{len(ok)} of {len(g)} (near-chance excluded)"})
-    s = summary[(summary.delta_layer == delta[0]) & (summary.delta_neuron == delta[1])]
-    for model, g in s.groupby("model"):
-        ok = usable(g)
-        n = f"{len(ok)} of {len(g)} (near-chance excluded)"
-        if not len(ok):
-            continue
-        rows += [
-            {"claim": f"% neurons removable per task (min, δ={tuple(delta)})", "model": model,
-             "paper": PAPER_CLAIMS["task_pct_removable"],
-             "this run": round(float(ok.pct_removable.min()), 1), "tasks": n},
-            {"claim": f"% of oracle accuracy kept (min, δ={tuple(delta)})", "model": model,
-             "paper": PAPER_CLAIMS["pct_of_oracle"],
-             "this run": round(float(ok.pct_of_oracle.min()), 1), "tasks": n},
-            {"claim": f"% of neurons used (max, δ={tuple(delta)})", "model": model,
-             "paper": PAPER_CLAIMS["pct_neurons_at_97"],
-             "this run": round(float(ok.minimal_pct.max()), 2), "tasks": n}]
-    return pd.DataFrame(rows).assign(source=PAPER_SOURCE)
+    Returns
+    -------
+    dict of str to DataFrame
+        :func:`run_tasks`' tables: ``summary``, ``curves``, ``layers``, ``cost``,
+        ``kept_layers``, ``sweep`` (:data:`SAVED_TABLES`: those the chapter saves).
+    """
+    return run_tasks(
+        {m: mpnet_tasks if m == "mpnet_base" else tasks for m in models},
+        n_train_tokens=n_train_tokens, n_eval_tokens=n_eval_tokens,
+        n_train_sentences=n_train_sentences, n_eval_sentences=n_eval_sentences,
+        sentence_features=sentence_features, n_cluster_tokens=n_cluster_tokens,
+        n_finetune=n_finetune, finetune_epochs=tune_epochs, sweep_models=sweep_models,
+        sweep_thresholds=thresholds,
+        seed=seed, deltas=delta_pairs, threshold=threshold,
+        percentages=tuple(percentages or PERCENTAGES),
+        n_random_subsets=n_random_subsets, C=C, max_iter=max_iter, device=device)

@@ -14,6 +14,9 @@ NeurIPS 2020, Section 3 onwards):
 * :func:`basin_analysis` — all of them over every seed pair of one target, and
   :func:`pair_summary`, the mean and 95% CI per pair type.
 
+Their charts and the reader's cut of :func:`pair_summary` are in
+:mod:`diffred.studies.transfer.report`.
+
 Each analysis over real runs is cached as a small table (:func:`diffred.core.cache.cached_tables`),
 keyed by the runs' cache keys and the data fingerprints.
 """
@@ -328,60 +331,6 @@ def pair_summary(basin: dict) -> pd.DataFrame:
                             ("barrier", bars)):
             if name in frame and pair in set(frame.pair):
                 m, h, n = t_interval(frame[frame.pair == pair][name])
-                row.update({name: m, f"{name}_ci": h, f"{name}_n": n})
+                row.update({name: m, f"{name}_ci95": h, f"{name}_n": n})
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-def pair_table(basin: dict, digits: int = 3) -> pd.DataFrame:
-    """:func:`pair_summary` for the page: one column per quantity, each cell "mean ± 95%
-    half-width (n pairs)" ("–" where not measured; no ± for one pair)."""
-    summary = pair_summary(basin)
-
-    def cell(row, name):
-        m, h, n = row.get(name), row.get(f"{name}_ci"), row.get(f"{name}_n")
-        if m is None or not np.isfinite(m):
-            return "–"
-        if name == "l2_distance":    # distances: significant digits, not decimals
-            ci = f" ± {h:.2g}" if h is not None and np.isfinite(h) else ""
-            return f"{m:.{digits}g}{ci} ({int(n)})"
-        ci = f" ± {h:.{digits}f}" if h is not None and np.isfinite(h) else ""
-        return f"{m:.{digits}f}{ci} ({int(n)})"
-    return pd.DataFrame([{"pair": r["pair"], "CKA (mean over stages)": cell(r, "cka"),
-                          "ℓ2 distance": cell(r, "l2_distance"), "barrier": cell(r, "barrier")}
-                         for r in summary.to_dict("records")])
-
-
-# --------------------------------------------------------------------------- charts
-def cka_chart(table: pd.DataFrame):
-    from diffred.core.plots import alt
-    return alt.Chart(table).mark_line(point=True).encode(
-        x=alt.X("stage:N", sort=None), y=alt.Y("mean(cka):Q", scale=alt.Scale(domain=[0, 1]),
-                                              title="linear CKA (mean over seed pairs)"),
-        color=alt.Color("pair:N", legend=alt.Legend(orient="bottom", columns=1)),
-    ).properties(width=240, height=170, title="Feature similarity per stage")
-
-
-def interpolation_chart(table: pd.DataFrame):
-    from diffred.core.plots import alt
-    return alt.Chart(table).mark_line(point=True, size=1).encode(
-        x=alt.X("lambda:Q", title="λ"), y=alt.Y("accuracy:Q", title="test accuracy"),
-        color=alt.Color("pair:N", legend=alt.Legend(orient="bottom", columns=1)),
-        detail="seeds:N", tooltip=["pair", "seeds", "lambda", "accuracy", "barrier"],
-    ).properties(width=240, height=170, title="Linear interpolation θ(λ), BN re-estimated")
-
-
-def criticality_chart(table: pd.DataFrame):
-    from diffred.core.plots import alt
-    shown = table.assign(criticality=table.criticality.replace(np.inf, np.nan))
-    if "arm" not in shown:
-        shown = shown.assign(arm="")
-    return alt.Chart(shown).mark_bar().encode(
-        x=alt.X("stage:N", sort=None, title=None),
-        y=alt.Y("criticality:Q", scale=alt.Scale(type="symlog"),
-                title="module criticality μ (symlog)"),
-        color="init:N", xOffset="init:N", tooltip=["init", "stage", "criticality", "alpha",
-                                                   "sigma", "evaluations"],
-    ).properties(width=alt.Step(16), height=170).facet(   # one panel per arm: own stages
-        column=alt.Column("arm:N", title=None)).resolve_scale(x="independent").properties(
-        title="Module criticality (0 = rewindable)")

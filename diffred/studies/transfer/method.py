@@ -7,11 +7,13 @@ Fine-tuning from pretrained weights (P-T) versus training from random init (RI-T
 * real — ``efficientnet_lite0`` with its ImageNet weights versus the same architecture at
   random init, fine-tuned at reduced resolution.
 
-This module holds the data (:class:`ImageSet`, block shuffle, validation split), the
+This module holds the data (:class:`ImageSet`, block shuffle, validation split) and the
 experiment verbs (learning-rate selection on validation data, fine-tuning grids, block
-shuffle, checkpoint sweep) and their charts; the basin analyses are in
-:mod:`diffred.studies.transfer.basin`,
-the verdicts in :mod:`diffred.studies.transfer.findings`.  Networks
+shuffle, checkpoint sweep, the closing summary); the basin analyses are in
+:mod:`diffred.studies.transfer.basin`, the pipelines a page calls in
+:mod:`~diffred.studies.transfer.runs`, the paper's sourced claims and the verdict rules in
+:mod:`~diffred.studies.transfer.paper`, and the charts and reader tables in
+:mod:`~diffred.studies.transfer.report`.  Networks
 come from the registry (:class:`diffred.core.models.Arch`), training from :mod:`diffred.core.training`
 (every run cached, keyed by architecture, data fingerprints, hyper-parameters, seed, init
 source, block shuffle and the training loop's code version).  Images travel as uint8
@@ -30,7 +32,9 @@ from diffred.core.cache import ArrayStore, hash_key
 from diffred.core.datasets import load_dataset
 from diffred.core.errors import check_choice
 from diffred.core.models import Arch
+from diffred.core.stats import t_interval
 from diffred.core.training import RANDOM, Init, Run, TrainConfig, train
+from diffred.studies.transfer.paper import OFFICIAL_LR
 
 
 # --------------------------------------------------------------------------- data
@@ -141,12 +145,6 @@ def subset(data: ImageSet, n: int, seed: int = 0) -> ImageSet:
 
 
 # --------------------------------------------------------------------------- experiment verbs
-#: The official pair of rates: P-T ("finetune") 0.02, RI-T ("randinit") 0.1 — README
-#: training jobs and ckpt_interpolation.py of google-research/understanding-transfer-learning
-#: (nominal for batch 256).
-OFFICIAL_LR = {"P-T": 0.02, "RI-T": 0.1}
-
-
 def select_learning_rates(arch: Arch, train_sets: dict, pretrained: Init, grid,
                           config: TrainConfig, seed: int = 0, fraction: float = 0.2,
                           device=None) -> pd.DataFrame:
@@ -202,14 +200,14 @@ def official_rates(targets) -> dict:
 
 def epochs_to(curve: pd.DataFrame, share: float = 0.9) -> float:
     """First epoch whose test accuracy reaches ``share`` of the run's final accuracy."""
-    acc = curve["test_accuracy"].to_numpy()
+    acc = curve["accuracy"].to_numpy()
     return float(curve["epoch"].to_numpy()[np.argmax(acc >= share * acc[-1])])
 
 
 def _scores(run: Run) -> dict:
     """A run's final test accuracy, accuracy after epoch 1 and epochs to 90% of final."""
     return {"accuracy": run.accuracy,
-            "accuracy_epoch1": float(run.curve["test_accuracy"].iloc[0]),
+            "accuracy_epoch1": float(run.curve["accuracy"].iloc[0]),
             "epochs_to_90": epochs_to(run.curve)}
 
 
@@ -233,7 +231,7 @@ def curves_table(runs: dict, arm: str) -> pd.DataFrame:
         for _, c in r.curve.iterrows():
             rows.append({"arm": arm, "dataset": target, "init": init, "seed": seed, **extra,
                          "epoch": int(c.epoch), "train_loss": c.train_loss,
-                         "test_accuracy": c.test_accuracy})
+                         "accuracy": c.accuracy})
     return pd.DataFrame(rows)
 
 
@@ -269,7 +267,7 @@ def checkpoint_sweep(arch: Arch, source_run: Run, train_set: ImageSet, test_set:
     accuracy, accuracy after epoch 1 and epochs to 90% of final.  Epoch 0 is the random init.
     """
     rows = []
-    src_curve = source_run.curve.set_index("epoch")["test_accuracy"]
+    src_curve = source_run.curve.set_index("epoch")["accuracy"]
     src_cfg = TrainConfig(**source_run.meta["spec"]["config"])
     previous_lr = src_cfg.lr
     for epoch in sorted(source_run.checkpoints):
@@ -285,72 +283,24 @@ def checkpoint_sweep(arch: Arch, source_run: Run, train_set: ImageSet, test_set:
     return pd.DataFrame(rows)
 
 
-def lr_selection_table(selection: pd.DataFrame) -> pd.DataFrame:
-    """Reader table: validation accuracy per rate (columns), per target and init; the chosen
-    rate marked with '◀', and '◀ edge' where it is the grid's smallest or largest rate (a
-    better one may lie outside the grid)."""
-    low, high = selection.lr.min(), selection.lr.max()
-    cell = selection.apply(lambda r: f"{r.val_accuracy:.3f}" + (
-        (" ◀ edge" if r.lr in (low, high) else " ◀") if r.chosen else ""), axis=1)
-    return (selection.assign(cell=cell)
-            .pivot_table(index=["dataset", "init"], columns="lr", values="cell",
-                         aggfunc="first", sort=False).rename(columns=lambda lr: f"lr {lr:g}")
-            .reset_index().rename(columns={"dataset": "target"}))
+def closing_summary(accuracy_tables) -> pd.DataFrame:
+    """P-T and RI-T per arm, rate rule and target, over seeds.
 
+    Parameters
+    ----------
+    accuracy_tables : list of DataFrame
+        Accuracy tables of the arms (:attr:`diffred.studies.transfer.runs.Arm.acc`): columns
+        arm, lr_rule, dataset, init, seed, lr, accuracy, epochs_to_90.
 
-# --------------------------------------------------------------------------- charts
-def accuracy_chart(table: pd.DataFrame):
-    """Bars: final accuracy per target, P-T vs RI-T (points = seeds); one row of panels per
-    arm and learning-rate rule, so no bar averages runs of different arms or rates."""
-    from diffred.core.plots import alt
-    table = table.assign(setting=table["arm"] + ", " + table["lr_rule"] + " rates")
-    base = alt.Chart(table).encode(x=alt.X("init:N", title=None), color="init:N")
-    bars = base.mark_bar(opacity=0.7).encode(y=alt.Y("mean(accuracy):Q", title="test accuracy"))
-    dots = base.mark_point(color="black").encode(y="accuracy:Q", tooltip=["seed", "accuracy"])
-    return (bars + dots).properties(width=110, height=150).facet(
-        row=alt.Row("setting:N", title=None), column=alt.Column("dataset:N", title=None)
-    ).properties(title="Final accuracy")
-
-
-def curves_chart(curves: pd.DataFrame, color: str = "init"):
-    """Test accuracy per epoch (lines per seed), faceted by dataset."""
-    from diffred.core.plots import alt
-    return alt.Chart(curves).mark_line(point=True).encode(
-        x="epoch:Q", y=alt.Y("test_accuracy:Q", title="test accuracy"),
-        color=alt.Color(f"{color}:N", legend=alt.Legend(orient="bottom")), detail="seed:N",
-        strokeDash=alt.StrokeDash("init:N", legend=alt.Legend(
-            orient="bottom", symbolType="stroke", symbolStrokeWidth=2, symbolSize=400)),
-    ).properties(width=170, height=150).facet(column=alt.Column("dataset:N", title=None)
-                                             ).properties(title="Training curves")
-
-
-def block_chart(table: pd.DataFrame):
-    """Accuracy (final and after 1 epoch) versus block size, P-T vs RI-T."""
-    from diffred.core.plots import alt
-    long = table.melt(id_vars=["init", "block"], value_vars=["accuracy", "accuracy_epoch1"],
-                      var_name="when", value_name="acc")
-    long["when"] = long["when"].map({"accuracy": "final", "accuracy_epoch1": "after epoch 1"})
-    return alt.Chart(long).mark_line(point=True).encode(
-        x=alt.X("block:Q", scale=alt.Scale(type="log", base=2), title="block size b (px)"),
-        y=alt.Y("acc:Q", title="test accuracy"), color="init:N",
-        strokeDash=alt.StrokeDash("when:N", title=None, legend=alt.Legend(
-            symbolType="stroke", symbolStrokeWidth=2, symbolSize=400)),
-    ).properties(width=260, height=180, title="Block shuffle: accuracy vs block size")
-
-
-def checkpoint_chart(table: pd.DataFrame):
-    """Downstream accuracy (mean over seeds) and epochs to 90% of final against the
-    pretraining checkpoint; dashed: the source model's accuracy; rules: learning-rate drops."""
-    from diffred.core.plots import alt
-    x = alt.X("checkpoint_epoch:Q", title="pretraining checkpoint (epoch)")
-    base = alt.Chart(table).encode(x=x)
-    down = base.mark_line(point=True).encode(
-        y=alt.Y("mean(accuracy):Q", title="accuracy (solid: downstream)"))
-    src = base.mark_line(strokeDash=[4, 3], color="gray").encode(y="mean(source_accuracy):Q")
-    drops = alt.Chart(table[table.lr_drop].drop_duplicates("checkpoint_epoch")).mark_rule(
-        color="firebrick", strokeDash=[2, 2]).encode(x="checkpoint_epoch:Q")
-    speed = base.mark_line(point=True, color="darkorange").encode(
-        y=alt.Y("mean(epochs_to_90):Q", title="epochs to 90% of final"))
-    return alt.hconcat((down + src + drops).properties(width=230, height=170),
-                       (speed + drops).properties(width=170, height=170)).properties(
-        title="Fine-tuning from each pretraining checkpoint (red: learning-rate drops)")
+    Returns
+    -------
+    DataFrame
+        One row per (arm, lr_rule, dataset, init): lr, accuracy (mean over seeds), ci95 (95%
+        t half-width), epochs_to_90 (mean), seeds (count).
+    """
+    both = pd.concat(list(accuracy_tables), ignore_index=True)
+    return (both.groupby(["arm", "lr_rule", "dataset", "init"])
+            .agg(lr=("lr", "first"), accuracy=("accuracy", "mean"),
+                 ci95=("accuracy", lambda a: t_interval(a)[1]),
+                 epochs_to_90=("epochs_to_90", "mean"), seeds=("seed", "count"))
+            .reset_index())

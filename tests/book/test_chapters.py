@@ -34,20 +34,20 @@ def check_01(t: dict, p: dict):
     assert runs.weights.notna().all() and _in(runs.accuracy, 0, 1)
     assert _one_row_per(runs, ["model", "dataset", "layer", "method", "fraction", "seed"])
     random = runs[runs.method == "random"]
-    for model in p["vision_models"]:
-        for dataset in p["vision_datasets"]:
+    for model in p["models"]:
+        for dataset in p["datasets"]:
             cell = random[(random.model == model) & (random.dataset == dataset)]
-            assert len(cell) == len(p["fractions"]) * p["n_seeds"], (model, dataset)
+            assert len(cell) == len(p["fractions"]) * len(p["seeds"]), (model, dataset)
     assert (runs.k <= runs.dim).all()
     curve = t["accuracy_curve"]
     assert np.allclose(curve.ratio, curve.accuracy / curve.full_accuracy)
     dr = t["diffuse_redundancy"]
-    assert len(dr) == len(p["vision_models"]) * len(p["vision_datasets"]) + \
+    assert len(dr) == len(p["models"]) * len(p["datasets"]) + \
         len(p["text_models"]) * len(p["text_datasets"])
     for d in p["dr_deltas"]:
         assert _in(dr[f"DR({d:g})"], 0, 1)
     cka = t["subset_cka"]
-    assert len(cka) == len(p["vision_models"]) * len(p["cka_sizes"]) * p["n_seeds"]
+    assert len(cka) == len(p["models"]) * len(p["cka_sizes"]) * len(p["seeds"])
     assert _in(cka.cka, -0.2, 1.0 + 1e-9)
     cost = t["class_cost"]
     assert (cost.mean_class_drop <= cost.worst_class_drop + 1e-12).all()
@@ -63,8 +63,8 @@ def check_02(t: dict, p: dict):
                else len(p["sentence_features"]) for task in p["tasks"])
     assert len(summary) == runs * len(p["delta_pairs"])
     assert _one_row_per(summary, ["model", "dataset", "features", "delta_layer", "delta_neuron"])
-    assert summary.near_chance.isin([True, False]).all() and _in(summary.majority_test, 0, 1)
-    assert _in(summary.oracle_test, 0, 1) and _in(summary.minimal_test, 0, 1)
+    assert summary.near_chance.isin([True, False]).all() and _in(summary.majority_accuracy, 0, 1)
+    assert _in(summary.oracle_accuracy, 0, 1) and _in(summary.minimal_accuracy, 0, 1)
     assert (summary.minimal_k <= summary.neurons_after_cc).all()
     assert (summary.neurons_after_cc <= summary.neurons_after_ls).all()
     assert (summary.neurons_after_ls <= summary.neurons_total).all()
@@ -76,17 +76,17 @@ def check_02(t: dict, p: dict):
     sim = t["layer_similarity"]
     assert np.allclose(sim[sim.layer_a == sim.layer_b].cka, 1.0) and _in(sim.cka, -1e-6, 1 + 1e-6)
     curves = t["selection_curves"]
-    assert set(curves.method) == {"ranked", "random"} and _in(curves.test_acc, 0, 1)
+    assert set(curves.method) == {"ranked", "random"} and _in(curves.accuracy, 0, 1)
     assert len(t["probe_cost"]) == 2 * runs
     sweep = t["task_cluster_sweep"]
-    assert len(sweep) == runs * (len(p["thresholds"]) + 1) and _in(sweep.test_acc, 0, 1)
+    assert len(sweep) == runs * (len(p["thresholds"]) + 1) and _in(sweep.accuracy, 0, 1)
     assert t["paper_vs_run"]["this run"].notna().all()
 
 
 def check_03(t: dict, p: dict):
     curves = t["fraction_curves"]
     assert _one_row_per(curves, ["model", "dataset", "shots", "ranking", "k"])
-    assert _in(curves.acc, 0, 1) and (curves.ci95 >= 0).all()
+    assert _in(curves.accuracy, 0, 1) and (curves.ci95 >= 0).all()
     assert set(curves.ranking) == {"oracle", "random"} and set(curves.shots) <= set(p["shots"])
     expected = np.where(curves.shots == 1, p["n_episodes"], p["n_episodes_high_shot"])
     assert (curves.n_episodes == expected).all()
@@ -96,11 +96,11 @@ def check_03(t: dict, p: dict):
     masks = t["soft_mask"]
     assert _one_row_per(masks, ["model", "dataset", "classifier", "shots", "method"])
     assert np.allclose(masks[masks.method == "no mask"].gain, 0)
-    assert len(t["closing_summary"]) == len(p["backbones"]) * len(p["datasets"])
+    assert len(t["closing_summary"]) == len(p["models"]) * len(p["datasets"])
 
 
 def check_04(t: dict, p: dict):
-    from diffred.studies.transfer.findings import PAPER_FINDINGS
+    from diffred.studies.transfer.paper import PAPER_FINDINGS
     cmp = t["paper_vs_run"]
     assert len(cmp) == len(PAPER_FINDINGS) and cmp.source.str.len().gt(0).all()
     measured = cmp.filter(like=": measured").astype(str)
@@ -130,7 +130,7 @@ def check_04(t: dict, p: dict):
     ckpt = t["checkpoints_controlled"]
     assert set(ckpt.checkpoint_epoch) == set(p["save_epochs"])
     assert ckpt.epochs_to_90.between(1, p["finetune_epochs"]).all()
-    assert ckpt.seed.nunique() == min(p["checkpoint_seeds"], len(p["seeds"]))
+    assert ckpt.seed.nunique() == len(p["checkpoint_seeds"])
     assert set(t["interpolation_real"].pair) == set(p["real_interpolation_types"])
 
 

@@ -10,8 +10,8 @@ from sklearn.linear_model import LogisticRegression
 from diffred.core.probe import fit_logreg
 from diffred.core.stats import benjamini_hochberg, sign_test_pvalues
 from diffred.studies.fewshot import method as fewshot
+from diffred.studies.fewshot import paper as fewshot_paper
 from diffred.studies.fewshot import report as fewshot_report
-from diffred.studies.fewshot import stats as fewshot_stats
 from diffred.studies.fewshot.method import (
     episode_accuracy,
     gather_episodes,
@@ -20,7 +20,7 @@ from diffred.studies.fewshot.method import (
     sample_episodes,
     two_way_importance,
 )
-from diffred.studies.fewshot.stats import select_mask_settings
+from diffred.studies.fewshot.runs import select_mask_settings
 
 
 @pytest.fixture(scope="module")
@@ -148,10 +148,10 @@ def test_confounder_drop_one_matches_brute_force(tiny_pool):
     ep = sample_episodes(tiny_pool.y, 5, 1, 5, 20, seed=1)
     S, Q = gather_episodes(X, ep)
     base = episode_accuracy(S, Q, 5, "nc", normalize=False).mean().item()
-    for d in np.argsort(-np.abs(conf.delta_acc.to_numpy()))[:3]:
+    for d in np.argsort(-np.abs(conf.delta_accuracy.to_numpy()))[:3]:
         keep = torch.tensor([j for j in range(X.shape[1]) if j != d])
         acc = episode_accuracy(S[..., keep], Q[..., keep], 5, "nc", normalize=False).mean()
-        assert conf.delta_acc[d] == pytest.approx(acc.item() - base, abs=1e-6)
+        assert conf.delta_accuracy[d] == pytest.approx(acc.item() - base, abs=1e-6)
 
 
 def test_soft_mask_comparison_is_paired(tiny_pool):
@@ -161,7 +161,7 @@ def test_soft_mask_comparison_is_paired(tiny_pool):
     assert (none.gain == 0).all()
     row = masks[(masks.method == "soft mask (support)") & (masks.classifier == "lr")].iloc[0]
     lr_none = none[none.classifier == "lr"].iloc[0]
-    assert row.gain == pytest.approx(row.acc - lr_none.acc)
+    assert row.gain == pytest.approx(row.accuracy - lr_none.accuracy)
     assert {"model", "weights", "dataset", "subset", "seed"} <= set(masks.columns)
 
 
@@ -202,7 +202,7 @@ def test_confounders_are_corrected_for_multiplicity(tiny_pool):
     conf = fewshot.confounders(tiny_pool, n_way=5, k_shot=1, n_query=5, n_episodes=30, seed=2)
     np.testing.assert_allclose(conf.q_value, benjamini_hochberg(conf.p_value))
     assert ((conf.effect != "no clear effect") == (conf.q_value <= 0.05)).all()
-    counts = fewshot_stats.confounder_counts(conf)
+    counts = fewshot_paper.confounder_counts(conf)
     assert counts["expected_by_chance"] == pytest.approx(0.05 * 1280)
     assert counts["discoveries"] == counts["helps"] + counts["hurts"] <= counts["uncorrected"]
 
@@ -223,12 +223,12 @@ def test_one_percent_verdict_rule():
         for f, acc, d in ((0.01, 0.5 + diff, diff), (1.0, 0.5, 0.0)):
             rows.append({"model": "m", "dataset": "d", "n_way": 5, "shots": shots,
                          "ranking": "oracle", "fraction_requested": f, "k": 13 if f < 1 else
-                         1280, "acc": acc, "ci95": 0.01, "diff_full": d,
+                         1280, "accuracy": acc, "ci95": 0.01, "diff_full": d,
                          "diff_full_ci95": 0.01, "n_episodes": 600})
-    v = fewshot_stats.one_percent_verdict(pd.DataFrame(rows))
+    v = fewshot_paper.one_percent_verdict(pd.DataFrame(rows))
     assert list(v.verdict) == ["above full", "recovers (within CI)", "below full"]
     with pytest.raises(ValueError, match="no fraction 0.02"):
-        fewshot_stats.one_percent_verdict(pd.DataFrame(rows), 0.02)
+        fewshot_paper.one_percent_verdict(pd.DataFrame(rows), 0.02)
 
 
 # --------------------------------------------------------------------------- held-out selection
@@ -276,17 +276,17 @@ def test_poisoned_report_part_does_not_change_the_selection(tiny_pool):
     pd.testing.assert_frame_equal(rule, rule_p)
     # control: the same poison on the selection part does change what the rule sees
     table_s, _ = _selection(_poisoned(tiny_pool, sel, 0), sel)
-    assert not np.allclose(table.acc, table_s.acc)
+    assert not np.allclose(table.accuracy, table_s.accuracy)
 
 
 def test_selection_rule_ties_go_to_the_first_grid_value():
     rows = []
     for s, acc in ((0.0, 0.6004), (0.3, 0.6), (1.0, 0.55)):
         rows.append({"method": "soft mask (support)", "shrink": s, "topk_fraction": np.nan,
-                     "acc": acc})
+                     "accuracy": acc})
         for f, a in ((0.01, 0.4), (0.2, 0.5)):
             rows.append({"method": "hard top-k (support)", "shrink": s, "topk_fraction": f,
-                         "acc": a})
+                         "accuracy": a})
     table = pd.DataFrame(rows)
     choice, rule = select_mask_settings(table, (0.0, 0.3, 1.0), (0.01, 0.2))
     assert choice == {"shrink": 0.0, "topk_fraction": 0.2}
@@ -301,7 +301,7 @@ def test_precursor_two_way_runs_and_reports_paired_gain(tiny_pool):
     assert set(pre.method) == {"none", "oracle"} and (pre.n_way == 2).all()
     o = pre[pre.method == "oracle"].iloc[0]
     n = pre[pre.method == "none"].iloc[0]
-    assert o.gain == pytest.approx(o.acc - n.acc)
+    assert o.gain == pytest.approx(o.accuracy - n.accuracy)
     curves = fewshot.fraction_curves(tiny_pool, (1,), (0.01, 1.0), n_way=2, n_query=4,
                                      n_episodes=30, ci_ddof=0)
     table = fewshot_report.precursor_table(pre, curves)

@@ -402,7 +402,7 @@ def write_module(folder: Path, name: str, body: str):
 
 def tables():
     rng = np.random.default_rng(0)
-    return {"runs": pd.DataFrame({"acc": rng.random(20), "n": np.arange(20),
+    return {"runs": pd.DataFrame({"accuracy": rng.random(20), "n": np.arange(20),
                                   "model": ["a", "b"] * 10, "ok": [True, False] * 10,
                                   "gap": [np.nan] + list(rng.random(19) / 3)}),
             "per_class": pd.DataFrame({"cls": ["x", "y"], "v": [1 / 3, 2 / 3]})}
@@ -490,7 +490,7 @@ def test_cached_tables_code_change_gives_a_new_key(cache, tmp_path):
 def test_cache_verify_info_gc(cache, tmp_path, monkeypatch, capsys):
     from diffred.book.cli import main
     features = C.ArrayStore("features")
-    current, old = {"version": ex.EXTRACT_VERSION, "x": 1}, {"version": "0", "x": 1}
+    current, old = {"version": ex.extract_version("vision"), "x": 1}, {"version": "0", "x": 1}
     for spec in (current, old):
         features.get_or_compute(spec, lambda: ({"X": np.ones(3)}, {}))
     damaged = C.ArrayStore("k")
@@ -562,3 +562,30 @@ def test_a_sweep_key_follows_the_code_that_computes_it(tmp_path):
         p / "core/probe.py", "TOL = 3e-5", "TOL = 1e-5"))
     assert report == base
     assert solver != base and constant != base and solver != constant
+
+
+def test_a_constant_read_through_an_import_is_part_of_the_key(tmp_path):
+    """``from diffred.x import GRID`` then reading GRID: editing GRID where it is written changes
+    the key of the code that reads it (chapter 2's task tables read the authors' percentage grid
+    from its method module), and editing an unrelated constant there does not."""
+    def key(name, edit=None):
+        root = tmp_path / name
+        import shutil
+        shutil.copytree(Path(diffred.__file__).parent, root / "diffred",
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        (root / "diffred" / "core" / "_grid.py").write_text("GRID = (0.1, 0.5)\nOTHER = 1\n")
+        (root / "diffred" / "core" / "_reader.py").write_text(
+            "from diffred.core._grid import GRID as G\n\n\ndef f():\n    return len(G)\n")
+        if edit:
+            edit(root / "diffred" / "core" / "_grid.py")
+        import subprocess
+        import sys
+        code = ("from diffred.core.codeversion import code_version; "
+                "from diffred.core._reader import f; print(code_version(f))")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             env={**os.environ, "PYTHONPATH": str(root)}, cwd=root, timeout=120)
+        assert out.returncode == 0, out.stderr[-2000:]
+        return out.stdout.strip()
+    base = key("base")
+    assert key("grid", lambda p: _edit(p, "GRID = (0.1, 0.5)", "GRID = (0.1, 0.6)")) != base
+    assert key("other", lambda p: _edit(p, "OTHER = 1", "OTHER = 2")) == base

@@ -23,7 +23,7 @@ from diffred.book.chapter import (
     resolve_parameters,
     schema,
 )
-from diffred.book.params import ParameterError
+from diffred.core.params import ParameterError
 
 CHAPTERS = list(chapters())
 
@@ -34,7 +34,7 @@ CHAPTERS = list(chapters())
     ("cifar10,sign_digits", ["cifar10", "sign_digits"]),
     ("[cifar10, sign_digits]", ["cifar10", "sign_digits"]), ('["cifar10"]', ["cifar10"])])
 def test_lists_of_names_parse_the_same_in_every_spelling(raw, expected):
-    assert schema("01").value("vision_datasets", raw) == expected
+    assert schema("01").value("datasets", raw) == expected
 
 
 @pytest.mark.parametrize("raw", ["[0.1,0.2]", "0.1,0.2", "[0.1, 0.2]", "(0.1, 0.2)"])
@@ -46,7 +46,7 @@ def test_scalars_none_and_hub_names():
     rules = schema("01")
     assert rules.value("resolution", "None") is None and rules.value("resolution", "224") == 224
     assert rules.value("quick", "true") is True and rules.value("quick", "True") is True
-    assert rules.value("vision_models", "timm:resnet50,efficientnet_lite0") == [
+    assert rules.value("models", "timm:resnet50,efficientnet_lite0") == [
         "timm:resnet50", "efficientnet_lite0"]
     assert schema("02").value("delta_pairs", "[[1,1],[2,1.5]]") == [[1, 1], [2, 1.5]]
 
@@ -60,10 +60,18 @@ def test_scalars_none_and_hub_names():
     ("04", {"resnet_resolution": "-3"}, "-3"),
     ("01", {"resolution": "0"}, "resolution"),
     ("03", {"shots": "[0, 1]"}, "shots"),
-    ("01", {"n_seeds": "0"}, "n_seeds"),
+    ("01", {"seeds": "[]"}, "seeds"),
+    ("01", {"seeds": "-1"}, "seeds"),
+    ("04", {"checkpoint_seeds": "3"}, "checkpoint_seeds [3] must be among seeds"),
+    # old names: one line naming the new one
+    ("01", {"n_seeds": "5"}, "'n_seeds' of chapter 01_diffuse_redundancy is now called 'seeds'"),
+    ("01", {"train_per_class": "5"}, "now called 'n_per_class'"),
+    ("02", {"random_seeds": "1"}, "now called 'n_random_subsets'"),
+    ("03", {"backbones": "efficientnet_lite0"}, "now called 'models'"),
+    ("04", {"target_test_per_class": "5"}, "now called 'target_n_test_per_class'"),
     ("04", {"seeds": "[0]"}, "at least 2"),
-    ("01", {"vision_models": "resnet50"}, "valid choices: efficientnet_lite0"),
-    ("01", {"vision_datasets": "cifar100"}, "valid choices: cifar10"),
+    ("01", {"models": "resnet50"}, "valid choices: efficientnet_lite0"),
+    ("01", {"datasets": "cifar100"}, "valid choices: cifar10"),
     ("03", {"datasets": "[sign_digits]"}, "confounder_dataset 'cifar10' must be one of datasets"),
     ("04", {"blocks": "[32, 5]"}, "must divide resnet_resolution"),
     ("04", {"save_epochs": "[0, 1]"}, "must include pretrain_epochs"),
@@ -124,10 +132,10 @@ def test_explicit_parameters_win_over_the_quick_preset():
     namespace = {**chapter_defaults(path), "quick": True, "fractions": [0.5, 1.0]}
     ch = Chapter("01", namespace, quick_preset(path))
     assert namespace["fractions"] == [0.5, 1.0] == ch.params["fractions"]       # explicit
-    assert namespace["n_seeds"] == quick_preset(path)["n_seeds"]                 # preset
+    assert namespace["seeds"] == quick_preset(path)["seeds"]                     # preset
     assert ch.changed["fractions"] == [0.5, 1.0] and "C" not in ch.changed
     resolved = resolve_parameters("01", {"quick": True, "fractions": [0.5, 1.0]})
-    assert resolved["fractions"] == [0.5, 1.0] and resolved["n_seeds"] == 2
+    assert resolved["fractions"] == [0.5, 1.0] and resolved["seeds"] == [0, 1]
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS)
@@ -192,3 +200,11 @@ def test_chapters_listing(capsys):
     out = capsys.readouterr().out
     assert all(stem in out for stem in CHAPTERS)
     assert Path(resolve_chapter("1")).name == "01_diffuse_redundancy.md"
+
+
+def test_an_old_name_injected_into_a_running_chapter_is_refused():
+    """papermill injects ``-p`` values into the notebook's globals: an old name there stops the
+    prologue with the new name, instead of being silently ignored."""
+    path = resolve_chapter("03")
+    with pytest.raises(ParameterError, match="'backbones' .* now called 'models'"):
+        Chapter("03", {**chapter_defaults(path), "backbones": ["efficientnet_lite0"]})

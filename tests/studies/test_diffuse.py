@@ -104,7 +104,7 @@ def test_every_paper_constant_has_a_source_and_unsourced_ones_are_gone():
 def test_paper_comparison_and_side_by_side_tables():
     dr = pd.DataFrame({"model": ["m", "m"], "dataset": ["cifar10", "elpv"],
                        "layer": "penultimate", "dim": 1280, "full_accuracy": 0.9,
-                       "DR(0.9)": [0.8, 0.5], "gap_at_20pct": [0.03, 0.2], "gap_ci": [0.01, 0.01]})
+                       "DR(0.9)": [0.8, 0.5], "gap_at_20pct": [0.03, 0.2], "gap_ci95": [0.01, 0.01]})
     cmp = R.paper_comparison(dr)
     gap = cmp[cmp.quantity.str.startswith("gap")].iloc[0]
     assert gap.paper == 0.05 and gap.this_run == 0.03 and gap.verdict == "within"
@@ -131,13 +131,13 @@ def test_dr_table_and_class_cost_from_runs():
     r = curve[(curve.method == "random") & (curve.fraction == 0.2)].iloc[0]
     assert r.accuracy == pytest.approx(0.72) and r.ratio == pytest.approx(0.9)
     # 95% t interval over 2 seeds: 12.706 * std / sqrt(2) / full
-    assert r.ratio_ci == pytest.approx(12.706 * np.std([0.7, 0.74], ddof=1) / np.sqrt(2) / 0.8,
+    assert r.ratio_ci95 == pytest.approx(12.706 * np.std([0.7, 0.74], ddof=1) / np.sqrt(2) / 0.8,
                                        rel=1e-3)
     assert set(curve.unit) == {"neurons"}
     dr = R.dr_table(curve, deltas=(0.9,))
     assert dr["DR(0.9)"].iloc[0] == pytest.approx(0.8)
     assert dr["gap_at_20pct"].iloc[0] == pytest.approx(0.1)
-    assert dr["gap_ci"].iloc[0] == pytest.approx(r.ratio_ci)
+    assert dr["gap_ci95"].iloc[0] == pytest.approx(r.ratio_ci95)
 
     per_class = pd.DataFrame({
         "model": "m", "dataset": "d", "layer": "penultimate",
@@ -186,7 +186,7 @@ def test_frontier_separates_neurons_from_directions():
 def test_scale_verdicts_use_the_confidence_intervals():
     lc = pd.DataFrame({"model": ["a", "a", "b", "b"], "fraction": 0.2,
                        "n_train": [1500, 5000, 1500, 5000], "gap": [0.14, 0.08, 0.10, 0.09],
-                       "ratio_ci": [0.01, 0.01, 0.01, 0.01]})
+                       "ratio_ci95": [0.01, 0.01, 0.01, 0.01]})
     v = R.scale_verdicts(lc).set_index("model").verdict
     assert v["a"] == "shrinks" and v["b"] == "no clear change"
 
@@ -320,12 +320,12 @@ def test_closing_note_and_findings_are_computed_from_the_tables():
     dr = pd.DataFrame({"model": ["m", "m", "m"], "dataset": "cifar10",
                        "layer": ["penultimate", "blocks.5:flat", "blocks.5"], "dim": [1280, 4800, 192],
                        "full_accuracy": 0.9, "DR(0.9)": [0.8, 0.95, 0.5],
-                       "gap_at_20pct": [0.123, 0.01, 0.2], "gap_ci": 0.004})
+                       "gap_at_20pct": [0.123, 0.01, 0.2], "gap_ci95": 0.004})
     cmp = R.paper_comparison(dr)
     side = R.dr_side_by_side(dr)
     lc = pd.DataFrame({"model": "m", "dataset": "cifar10", "n_per_class": [150, 500],
                        "n_train": [1500, 5000], "fraction": 0.2, "full_accuracy": [0.8, 0.85],
-                       "accuracy": [0.7, 0.77], "ratio": [0.875, 0.906], "ratio_ci": 0.01,
+                       "accuracy": [0.7, 0.77], "ratio": [0.875, 0.906], "ratio_ci95": 0.01,
                        "gap": [0.125, 0.094]})
     cost = pd.DataFrame({"model": "m", "dataset": "cifar10", "layer": "penultimate",
                          "fraction": [0.05, 0.2], "unevenness": [0.2, 0.05], "null": 0.1,

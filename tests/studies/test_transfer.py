@@ -8,8 +8,8 @@ import torch
 from diffred.core import training
 from diffred.core.models import ARCHITECTURES, Arch, build_model
 from diffred.studies.transfer import basin as B
-from diffred.studies.transfer import findings as F
 from diffred.studies.transfer import method as T
+from diffred.studies.transfer import paper as F
 
 torch.set_num_threads(2)
 
@@ -278,7 +278,7 @@ def test_architecture_registry_builds_seeded_models_with_their_inputs():
     assert all(p in modules for prefixes in arch.stages.values() for p in prefixes)
     # the input config: the small ResNet reads mean = std = 0.5 at the arch's resolution
     assert arch.inputs == {"resolution": 16, "mean": (0.5,) * 3, "std": (0.5,) * 3,
-                           "crop_pct": 1.0}
+                           "crop_pct": 1.0, "interpolation": "bilinear"}
     from diffred.core.models import MODELS
     lite = Arch("efficientnet_lite0", resolution=64)
     assert lite.inputs == {**MODELS["efficientnet_lite0"].inputs, "resolution": 64}
@@ -301,3 +301,17 @@ def test_training_inputs_read_the_config_and_keep_their_rounding():
     expected = (x.double() / 255 - torch.tensor(other["mean"]).view(1, 3, 1, 1).double()) / \
         torch.tensor(other["std"]).view(1, 3, 1, 1).double()
     assert torch.allclose(normalise(x.numpy(), other, "cpu").double(), expected, atol=1e-5)
+
+
+def test_every_paper_finding_is_quoted_or_says_it_was_not_read():
+    """A source either quotes the paper (each quoted fragment is part of a sentence of
+    ``QUOTES``, at most two sentences each) or says plainly that the body was not read."""
+    import re
+    sentences = [quote for quote, _ in F.QUOTES.values()]
+    assert all(quote.count(". ") <= 1 and source for quote, source in F.QUOTES.values())
+    for finding, (claim, source) in F.PAPER_FINDINGS.items():
+        fragments = re.findall(r"'([^']+)'", source)
+        assert fragments or source.startswith(F.BODY_NOT_READ), finding
+        for fragment in fragments:
+            assert any(fragment in s for s in sentences), (finding, fragment)
+        assert "not read here" not in claim

@@ -106,12 +106,45 @@ def test_preprocessing_reads_the_model_inputs_only():
     data = load_dataset("sign_digits", "test", n=2)
     inet = load_dataset("imagenet_sample", "test", n=2)
     inputs = MODELS["efficientnet_lite0"].inputs
-    assert inputs == {"resolution": 224, "mean": (0.5,) * 3, "std": (0.5,) * 3, "crop_pct": 0.875}
+    assert inputs == {"resolution": 224, "mean": (0.5,) * 3, "std": (0.5,) * 3,
+                      "crop_pct": 0.875, "interpolation": "bicubic"}
     assert load_model("efficientnet_lite0").inputs == inputs
     for backbone in (None, load_model("efficientnet_lite0")):
         assert ex._vision_preprocess("efficientnet_lite0", data, None, backbone) == {
-            "resolution": 224, "mean": [0.5] * 3, "std": [0.5] * 3, "crop_pct": 1.0}
+            "resolution": 224, "mean": [0.5] * 3, "std": [0.5] * 3, "crop_pct": 1.0,
+            "interpolation": "bicubic"}
         assert ex._vision_preprocess("efficientnet_lite0", inet, 96, backbone)["crop_pct"] == 0.875
+
+
+@pytest.mark.parametrize("k", [0, 1, 2])
+def test_lite_preprocessing_is_timms_pretrained_config(k):
+    """One source of truth: every Lite model's inputs are timm's pretrained config for its
+    tf_efficientnet_lite architecture (lite1: 240 px, crop 0.882, bicubic), not a copy."""
+    import timm
+
+    from diffred.core.models import MODELS
+    cfg = timm.get_pretrained_cfg(f"tf_efficientnet_lite{k}").to_dict()
+    inputs = MODELS[f"efficientnet_lite{k}"].inputs
+    assert (inputs["resolution"], inputs["crop_pct"], inputs["interpolation"]) == (
+        cfg["input_size"][-1], cfg["crop_pct"], cfg["interpolation"])
+    assert (inputs["mean"], inputs["std"]) == (tuple(cfg["mean"]), tuple(cfg["std"]))
+    if k == 1:
+        assert (inputs["crop_pct"], inputs["interpolation"]) == (0.882, "bicubic")
+
+
+def test_images_are_resampled_with_the_configured_filter():
+    """The resize follows ``interpolation`` (bicubic differs from bilinear on a real image);
+    an unknown filter is refused by name, with the valid choices."""
+    from PIL import Image
+
+    from diffred.core.images import decode_image, preprocess_image
+    item = load_dataset("sign_digits", "test", n=1).items[0]
+    bicubic = preprocess_image(item, 40, interpolation="bicubic")
+    expected = np.asarray(decode_image(item).resize((40, 40), Image.BICUBIC)).transpose(2, 0, 1)
+    np.testing.assert_array_equal(bicubic, expected)
+    assert not np.array_equal(bicubic, preprocess_image(item, 40, interpolation="bilinear"))
+    with pytest.raises(ValueError, match="'hamming'.*bicubic"):
+        preprocess_image(item, 40, interpolation="hamming")
 
 
 def test_hub_models_take_their_inputs_from_timm(monkeypatch):
@@ -125,7 +158,8 @@ def test_hub_models_take_their_inputs_from_timm(monkeypatch):
     backbone = models._build_timm("resnet18")
     cfg = timm.data.resolve_data_config({}, model=backbone.module)
     assert backbone.inputs == {"resolution": cfg["input_size"][-1], "mean": tuple(cfg["mean"]),
-                               "std": tuple(cfg["std"]), "crop_pct": cfg["crop_pct"]}
+                               "std": tuple(cfg["std"]), "crop_pct": cfg["crop_pct"],
+                               "interpolation": cfg["interpolation"]}
     assert backbone.inputs["mean"] != (0.5,) * 3          # ImageNet statistics, not a default
 
 

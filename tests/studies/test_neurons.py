@@ -112,9 +112,9 @@ def test_signal_check_flags_an_oracle_at_the_majority_rate():
     task = neurons.TaskData("t", "m", np.zeros((100, 2)), y_train, np.zeros((1, 2)),
                             np.zeros(1, int), np.zeros((200, 2)), y_test, ["a", "b"], 2)
     near = neurons.signal_check(task, 0.73)                # 0.73 ± 0.062 reaches 0.7
-    assert near["majority_test"] == pytest.approx(0.7) and near["near_chance"]
+    assert near["majority_accuracy"] == pytest.approx(0.7) and near["near_chance"]
     assert not neurons.signal_check(task, 0.85)["near_chance"]
-    assert near["oracle_ci"] == pytest.approx(1.96 * np.sqrt(0.73 * 0.27 / 200))
+    assert near["oracle_ci95"] == pytest.approx(1.96 * np.sqrt(0.73 * 0.27 / 200))
 
 
 def test_weight_mass_order_takes_each_class_top_neuron_first():
@@ -190,7 +190,7 @@ def test_paper_vs_run_aggregates_only_tasks_with_signal():
     the tasks whose oracle is near chance, and says how many it kept."""
     import pandas as pd
 
-    from diffred.studies.neurons import runs as neuron_runs
+    from diffred.studies.neurons import paper
     keys = [("m", "pos", "tok"), ("m", "cola", "ft")]
     summary = pd.DataFrame([dict(model=m, dataset=d, features=f, delta_layer=1, delta_neuron=1,
                                  near_chance=near, pct_removable=r, pct_of_oracle=97.5,
@@ -200,7 +200,7 @@ def test_paper_vs_run_aggregates_only_tasks_with_signal():
                           for (m, d, f), p in zip(keys, [45.0, 1.3])])
     general = pd.DataFrame(dict(model="m", threshold=[0.3], pct_redundant=[40.0], rows=[100],
                                 dataset="pos"))
-    table = neuron_runs.paper_vs_run(general, summary, sweep, 0.3).set_index("claim")
+    table = paper.paper_vs_run(general, summary, sweep, 0.3).set_index("claim")
     per_task = table.loc["% neurons redundant per task (c=0.3, min over tasks)"]
     assert per_task["this run"] == 45.0 and per_task["tasks"].startswith("1 of 2")
     assert table.loc["% neurons removable per task (min, δ=(1, 1))", "this run"] == 90.0

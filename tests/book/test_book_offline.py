@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = next(
     (c for c in ("/usr/bin/chromium", shutil.which("chromium"), shutil.which("chromium-browser"))
      if c and Path(c).exists()),

@@ -1,8 +1,9 @@
 """Chapter parameters: read from the shell, checked against rules before anything runs.
 
-A chapter's ``parameters`` cell gives each parameter its default; :mod:`diffred.book.chapter` gives it a
-:class:`Rule`.  :func:`parse` turns a command-line string into a value (YAML/Python lists and
-comma-separated values alike: ``[cifar10]``, ``cifar10,elpv``, ``[0.1, 0.2]``, ``0.1,0.2``);
+A chapter's ``parameters`` cell gives each parameter its default; its study's ``params`` module
+(e.g. :mod:`diffred.studies.diffuse.params`) gives it a :class:`Rule` in a :class:`Schema`.
+:func:`parse` turns a command-line string into a value (YAML/Python lists and comma-separated
+values alike: ``[cifar10]``, ``cifar10,elpv``, ``[0.1, 0.2]``, ``0.1,0.2``);
 ``Rule.check`` validates it and returns the normalised value, or raises :class:`ParameterError`
 naming the bad value and the valid choices.
 """
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from diffred.core.errors import DiffredError
+from diffred.core.precision import PRECISIONS
 
 
 class ParameterError(DiffredError, ValueError):
@@ -233,16 +235,25 @@ def parse(raw, rule: Rule):
 @dataclass(frozen=True)
 class Schema:
     """The rules of one chapter's parameters, plus cross-parameter ``constraints``: functions of
-    the parameter dict returning an error message (naming the values) or None."""
+    the parameter dict returning an error message (naming the values) or None; ``renamed``:
+    old name -> new name, for a one-line error that names the new one."""
     chapter: str
     rules: dict
     constraints: tuple[Callable[[dict], str | None], ...] = ()
+    renamed: dict = field(default_factory=dict)
 
     def rule(self, name: str) -> Rule:
+        self.check_name(name)
         if name not in self.rules:
             raise ParameterError(f"unknown parameter {name!r} for chapter {self.chapter}; "
                                  f"valid choices: {', '.join(self.rules)}")
         return self.rules[name]
+
+    def check_name(self, name: str) -> None:
+        """Refuse an old parameter name, naming the new one."""
+        if name in self.renamed:
+            raise ParameterError(f"parameter {name!r} of chapter {self.chapter} is now called "
+                                 f"{self.renamed[name]!r}")
 
     def value(self, name: str, raw):
         """Parse (from a string) and check one parameter; ParameterError names it."""
@@ -277,3 +288,24 @@ def apply_quick(params: dict, defaults: dict, preset: dict) -> dict:
         raise ParameterError(f"quick preset names unknown parameters {', '.join(unknown)}")
     return {k: (preset[k] if k in preset and v == defaults.get(k) else v)
             for k, v in params.items()}
+
+
+# --------------------------------------------------------------------------- shared rules
+POSITIVE = Float(0, open_low=True)
+FRACTION = Float(0, 1, open_low=True)
+DEVICE = Choice(choices=("cpu", "cuda", "mps"), prefixes=("cuda:",), optional=True)
+#: torch CPU threads; None keeps torch's default (one per core)
+THREADS = Int(1, optional=True)
+
+
+#: arithmetic of features, probes and training (:mod:`diffred.core.precision`); the prologue
+#: makes it the setting of every call in the chapter
+PRECISION = Choice(choices=PRECISIONS)
+
+
+def subset(item: str, among: str) -> Callable[[dict], str | None]:
+    """A constraint: parameter ``item`` is one of the list parameter ``among``."""
+    def check(p):
+        return None if p[item] in p[among] else \
+            f"{item} {p[item]!r} must be one of {among} {p[among]!r}"
+    return check

@@ -1,7 +1,17 @@
-"""Verdicts of chapter 4: the paper's findings against this run, by rules fixed in code.
+"""Chapter 4's paper side: what Neyshabur, Sedghi & Zhang (NeurIPS 2020) state, with where, and
+the rules that hold this run's tables against it.
 
-Every rule compares two quantities with a 95% confidence interval from the measured spread
-(seeds, or seed pairs) and answers
+**Sources.**  The paper's text could be read here only as far as its Abstract (arXiv
+2008.11687v2 and the NeurIPS 2020 proceedings page) and the opening paragraph of its
+Introduction; its body (sections, figures, tables) could not.  So :data:`QUOTES` holds the
+Abstract's sentences, each with its source, and every finding of :data:`PAPER_FINDINGS` either
+points to a quote or says plainly that its statement in the body was not read (none of those
+is quoted or given a section number).  The official code
+(``google-research/understanding-transfer-learning`` @ 0e4df44) sources the protocol constants
+(:data:`OFFICIAL_LR`).
+
+**Verdict rules.**  Every rule compares two quantities with a 95% confidence interval from the
+measured spread (seeds, or seed pairs) and answers
 
 * ``yes`` — the interval lies on the paper's side,
 * ``no`` — the interval lies on the other side,
@@ -19,29 +29,60 @@ import pandas as pd
 from diffred.core.stats import t_interval
 from diffred.studies.transfer.basin import pair_summary
 
-#: The paper's findings, each with where it is stated.  Only the abstract of Neyshabur et al.
-#: (NeurIPS 2020) could be read here; findings stated in the body are marked qualitative.
+PAPER = ("Neyshabur, Sedghi & Zhang, 'What is being transferred in transfer learning?', "
+         "NeurIPS 2020 (arXiv 2008.11687)")
+ABSTRACT = "Abstract (arXiv 2008.11687v2)"
+REPO = "google-research/understanding-transfer-learning@0e4df44"
+
+#: The official pair of rates: P-T ("finetune") 0.02, RI-T ("randinit") 0.1 — README
+#: training jobs (``finetune-lr0.02``, ``randinit-lr0.1``) and ckpt_interpolation.py of
+#: :data:`REPO` (nominal for batch 256).
+OFFICIAL_LR = {"P-T": 0.02, "RI-T": 0.1}
+
+#: The paper's own sentences that the findings rest on: {name: (quote, source)}.  Only the
+#: Abstract could be read; the NeurIPS proceedings page's Abstract says "high-level
+#: statistics" where arXiv v2 says "low-level statistics" (the book follows v2).
+QUOTES = {
+    "block shuffle": (
+        "Through a series of analyses on transferring to block-shuffled images, we separate the "
+        "effect of feature reuse from learning low-level statistics of data and show that some "
+        "benefit of transfer learning comes from the latter.", ABSTRACT),
+    "basin": (
+        "We present that when training from pre-trained weights, the model stays in the same "
+        "basin in the loss landscape and different instances of such model are similar in "
+        "feature space and close in parameter space.", ABSTRACT),
+}
+
+#: The source of a claim that the readable text (the Abstract) does not state: the paper's
+#: body could not be read here, so the claim is neither quoted nor given a section.
+BODY_NOT_READ = "not in the Abstract; the paper's body could not be read here, so not quoted"
+#: The same, for the part of a claim beyond its quoted sentence.
+_PART_NOT_READ = "not in the Abstract (body not read)"
+
+#: The paper's findings the verdicts check: {finding: (claim, source)}.  A source quotes
+#: :data:`QUOTES` (the Abstract) or says that the statement is in the unread body; parts of a
+#: claim beyond the quoted sentence are marked the same way.
 PAPER_FINDINGS = {
-    "P-T beats RI-T": ("P-T ≥ RI-T accuracy on every target, even far ones",
-                       "qualitative: paper body (Section 3), not read here"),
-    "P-T trains faster": ("P-T reaches its accuracy in far fewer steps",
-                          "qualitative: paper body (Section 3), not read here"),
+    "P-T beats RI-T": ("P-T ≥ RI-T accuracy on every target, even far ones", BODY_NOT_READ),
+    "P-T trains faster": ("P-T reaches its accuracy in far fewer steps", BODY_NOT_READ),
     "block shuffle": ("some benefit of transfer comes from low-level statistics: the P-T gap "
                       "narrows as blocks shrink, but P-T still trains faster",
-                      "Abstract (arXiv 2008.11687): feature reuse vs low-level statistics"),
+                      f"{ABSTRACT}: 'some benefit of transfer learning comes from the latter' "
+                      "(low-level statistics); faster training: " + _PART_NOT_READ),
     "CKA": ("P-T instances are similar in feature space (more than RI-T instances)",
-            "Abstract: 'similar in feature space'"),
+            f"{ABSTRACT}: 'different instances of such model are similar in feature space'; "
+            "the RI-T comparison: " + _PART_NOT_READ),
     "l2 distance": ("P-T instances are close in parameter space (and to the pretrained point)",
-                    "Abstract: 'close in parameter space'"),
+                    f"{ABSTRACT}: 'close in parameter space'; the pretrained point: "
+                    + _PART_NOT_READ),
     "interpolation": ("P-T stays in one basin: no barrier between two P-T solutions, "
                       "a barrier between two RI-T solutions",
-                      "Abstract: 'stays in the same basin in the loss landscape'"),
+                      f"{ABSTRACT}: 'the model stays in the same basin in the loss landscape'; "
+                      "the RI-T barrier: " + _PART_NOT_READ),
     "criticality": ("lower modules are less critical than higher ones; P-T modules less "
-                    "critical than RI-T modules",
-                    "qualitative: paper body (module criticality section), not read here"),
+                    "critical than RI-T modules", BODY_NOT_READ),
     "checkpoint": ("fine-tuning from early pretraining checkpoints already gives most of the "
-                   "benefit",
-                   "qualitative: paper body; official sweep configs/p200_finetune_ckpt.py"),
+                   "benefit", BODY_NOT_READ + f"; the sweep: {REPO}:configs/p200_finetune_ckpt.py"),
 }
 
 
@@ -205,18 +246,6 @@ def checkpoint_finding(checkpoints: pd.DataFrame) -> tuple[str, str]:
     return "; ".join(parts) + f" ({n_seeds} seed{'s' if n_seeds > 1 else ''})", _all(verdicts)
 
 
-def reader_findings(comparison: pd.DataFrame) -> pd.DataFrame:
-    """:func:`paper_vs_run` for the page: finding, the paper's claim with its source, and per
-    arm "verdict — measured" in one column."""
-    arms = [c[:-len(": reproduced")] for c in comparison.columns if c.endswith(": reproduced")]
-    paper = [c for c in comparison.columns if c.startswith("paper")][0]
-    return pd.DataFrame({"finding": comparison.finding,
-                         "paper": comparison[paper] + " (" + comparison.source + ")",
-                         **{arm: [m if v == "—" else f"{v} — {m}" for v, m in
-                                  zip(comparison[f"{arm}: reproduced"],
-                                      comparison[f"{arm}: measured"])] for arm in arms}})
-
-
 def paper_vs_run(findings: dict[str, dict]) -> pd.DataFrame:
     """Rows per paper finding: the claim, its source and, per arm, measured value and verdict."""
     rows = []
@@ -228,3 +257,5 @@ def paper_vs_run(findings: dict[str, dict]) -> pd.DataFrame:
             row[f"{arm}: reproduced"] = verdict
         rows.append(row)
     return pd.DataFrame(rows)
+
+

@@ -26,14 +26,14 @@ def test_unknown_chapter_parameter_and_bad_value_give_one_line(capsys):
 
 
 def test_parameter_values_are_typed():
-    assert cli.coerce_parameter("01", "train_per_class", "20") == 20
+    assert cli.coerce_parameter("01", "n_per_class", "20") == 20
     assert cli.coerce_parameter("01", "C", "1") == 1.0
     assert cli.coerce_parameter("01", "quick", "True") is True
-    assert cli.coerce_parameter("01", "vision_models", "efficientnet_lite0,efficientnet_lite2") == [
+    assert cli.coerce_parameter("01", "models", "efficientnet_lite0,efficientnet_lite2") == [
         "efficientnet_lite0", "efficientnet_lite2"]
     assert cli.coerce_parameter("03", "confounder_dataset", "elpv") == "elpv"
-    with pytest.raises(cli.DiffredError, match="bad value 'many' for parameter 'train_per_class'"):
-        cli.coerce_parameter("01", "train_per_class", "many")
+    with pytest.raises(cli.DiffredError, match="bad value 'many' for parameter 'n_per_class'"):
+        cli.coerce_parameter("01", "n_per_class", "many")
 
 
 HANGING_CHAPTER = """---
