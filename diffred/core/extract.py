@@ -345,8 +345,12 @@ def _extract_text(backbone: Backbone, data: Data, base: dict, batch_size, device
         _finish(writers, arrays, data.labels)
 
 
+#: the code that computes each kind of feature, captured at import (what the keys follow)
+_CODE = {"vision": (_extract_vision,), "text": (_extract_text,)}
+
+
 def extract_version(kind: str) -> str:
     """The code version of ``kind`` ('vision' | 'text') features: the extraction functions and
     everything they call (:func:`diffred.core.codeversion.code_version`)."""
-    check_choice("feature kind", kind, ("vision", "text"))
-    return code_version(_extract_vision if kind == "vision" else _extract_text)
+    check_choice("feature kind", kind, _CODE)
+    return code_version(*_CODE[kind])

@@ -141,7 +141,8 @@ def _verdict(check: str) -> dict:
     except (OSError, ValueError):
         pass
     result = {**run(check), "check": check, "machine": machine()}
-    atomic_write_bytes(record, json.dumps(result, indent=1).encode())
+    if result.pop("record", True):    # an environment that cannot import is asked again
+        atomic_write_bytes(record, json.dumps(result, indent=1).encode())
     return result
 
 
@@ -192,9 +193,13 @@ def run(check: str, target: str | None = None, limit: float | None = None) -> di
                 "seconds": limit}
     seconds = round(time.perf_counter() - t0, 2)
     if out.returncode != 0:
+        last = (out.stderr.strip().splitlines() or ["?"])[-1]
         how = (f"killed by signal {-out.returncode}" if out.returncode < 0 else
-               f"exit {out.returncode}: " + (out.stderr.strip().splitlines() or ["?"])[-1])
-        return {"ok": False, "reason": f"crashed ({how})", "error": None, "seconds": seconds}
+               f"exit {out.returncode}: {last}")
+        # a test that could not even import says nothing about the kernels: not recorded
+        broken = last.startswith(("ModuleNotFoundError", "ImportError"))
+        return {"ok": False, "reason": f"crashed ({how})", "error": None, "seconds": seconds,
+                **({"record": False} if broken else {})}
     error = float(out.stdout.strip().splitlines()[-1])
     ok = error <= tolerance          # nan fails too
     return {"ok": ok, "error": error, "seconds": seconds,

@@ -55,7 +55,10 @@ def test_equation_references_have_labels():
     CKA is defined once, in chapter 1, and referred to from chapters 2 and 4); every chapter
     labels or refers to an equation."""
     texts = pages()
-    labels = set().union(*(EQ_LABEL.findall(t) for t in texts.values()))
+    every = [label for t in texts.values() for label in EQ_LABEL.findall(t)]
+    twice = sorted({x for x in every if every.count(x) > 1})
+    assert not twice, f"equations labelled twice: {twice}"
+    labels = set(every)
     for name, text in texts.items():
         refs = set(EQ_REF.findall(text))
         assert refs <= labels, f"{name}: {{eq}} to undefined labels {sorted(refs - labels)}"

@@ -189,10 +189,9 @@ def test_a_reader_never_mixes_two_versions_of_an_entry(cache, monkeypatch):
 # --------------------------------------------------------------------------- interrupted / racing
 def test_kill_9_during_an_entry_write_leaves_no_entry_and_rerun_computes_it(cache, extractions):
     slow = f"""
-        import time, diffred
-        from diffred.core import extract as ex
-        real = ex.normalise
-        ex.normalise = lambda *a, **k: (time.sleep(1.0), real(*a, **k))[1]   # widen the window
+        import time, diffred, tqdm.auto
+        real = tqdm.auto.tqdm.update     # widen the window (outside diffred: keys stay the same)
+        tqdm.auto.tqdm.update = lambda self, n=1: (time.sleep(1.0), real(self, n))[1]
         {TINY}
         """
     proc = python(slow)

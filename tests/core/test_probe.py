@@ -140,8 +140,8 @@ def test_eval_sets_equal_separate_calls(cifar):
         np.testing.assert_array_equal(both.accuracy, alone.accuracy)
         np.testing.assert_array_equal(both.per_class, alone.per_class)
         np.testing.assert_array_equal(both.eval_accuracy["dev"], dev_only.accuracy)
-        assert both.eval_accuracy["train"].shape == both.accuracy.shape
-        assert np.all(both.eval_accuracy["train"] >= both.accuracy)      # fitted on train
+        on_train = probe_accuracy(Xtr, ytr, Xtr, ytr, C=0.05, **views)   # the train set as test
+        np.testing.assert_array_equal(both.eval_accuracy["train"], on_train.accuracy)
         assert alone.eval_accuracy == {}
     with pytest.raises(ValueError, match="'test'"):
         probe_accuracy(Xtr, ytr, Xte, yte, eval_sets={"test": (Xte, yte)})
@@ -199,26 +199,35 @@ def _masks(widths, seed):
 
 
 def test_fp32_solver_is_unchanged(cifar):
-    """precision="fp32" is the solver of before mixed precision: it reaches the objective
-    values recorded from it, in about as many iterations.  Not bit for bit: the summation
-    order of float32 reductions differs between CPUs (AVX2 / AVX-512 / AMX kernels), which
-    moves the stopping iteration by one or two (AVX2: 76 where AVX-512 took 77) and the
-    objective within the stopping test's slack.  Each problem solved alone (same run) must
-    land where the batch of four did: batching changes nothing but speed."""
+    """precision="fp32" is the solver of before mixed precision: it reaches the optimum —
+    scikit-learn's (float64, converged far past our stopping test), computed in the same run —
+    in about as many iterations as recorded.  No recorded objective values: they hold only for
+    one CPU's float32 summation order (AVX2 / AVX-512 / AMX kernels move the stopping
+    iteration by one or two: AVX2 76 where AVX-512 took 77) and for one preprocessing of the
+    images.  Each problem solved alone (same run) must land where the batch of four did:
+    batching changes nothing but speed."""
     import torch
 
     from diffred.core._lbfgs import SharedColumns, lbfgs
     X, y = _standardised(cifar)
     masks = _masks((4, 32, 128, 256), 1)
-    for whiten, iterations, objective in (
-            (False, [16, 38, 77, 55], [2.1323445, 1.3933059, 0.35228416, 0.096301764]),
-            (True, [16, 32, 61, 40], [2.1323445, 1.3933059, 0.35228395, 0.096309453])):
+    optimum = []
+    for mask in masks:                                   # the reference, in this run
+        cols = mask.nonzero()[:, 0]
+        clf = LogisticRegression(C=1.0, tol=1e-9, max_iter=20000).fit(
+            X[:, cols].double().numpy(), y.numpy())
+        W = torch.zeros(1, X.shape[1], 10, dtype=torch.float64)
+        W[0, cols] = torch.as_tensor(clf.coef_.T)
+        optimum.append(_objective(X.double(), y, W, torch.as_tensor(clf.intercept_)[None], 1.0))
+    optimum = torch.cat(optimum).float()
+    for whiten, iterations in ((False, [16, 38, 77, 55]), (True, [16, 32, 61, 40])):
         W, b, n_iter = lbfgs(SharedColumns(X, masks), y, 10, C=1.0, max_iter=500, tol=3e-5,
                              precondition=whiten, precision="fp32")
         got = _objective(X, y, W, b, 1.0)
         slack = np.maximum(3, 0.1 * np.array(iterations))
         assert np.all(np.abs(n_iter.numpy() - iterations) <= slack), (n_iter, iterations)
-        assert torch.allclose(got, torch.tensor(objective), rtol=1e-4, atol=1e-5), got
+        assert torch.all(got >= optimum * (1 - 1e-5)), (got, optimum)     # never below it
+        assert torch.allclose(got, optimum, rtol=1e-3, atol=1e-4), (got, optimum)
         alone = [lbfgs(SharedColumns(X, masks[i:i + 1]), y, 10, C=1.0, max_iter=500,
                        tol=3e-5, precondition=whiten, precision="fp32") for i in range(4)]
         alone = torch.cat([_objective(X, y, Wi, bi, 1.0) for Wi, bi, _ in alone])

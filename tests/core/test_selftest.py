@@ -28,6 +28,9 @@ TARGETS = textwrap.dedent('''
     def disagree():
         return 0.5
 
+    def cannot_import():
+        import diffred_module_that_does_not_exist  # noqa: F401
+
     def onednn_6035():
         worst = 0.0
         for seed in range(3):
@@ -59,6 +62,24 @@ def test_a_hung_crashed_or_wrong_path_fails_its_self_test(targets):
     assert not crashed["ok"] and crashed["reason"].startswith("crashed (killed by signal 6")
     wrong = st.run("train:channels-last", f"{targets}:disagree", limit=60)
     assert not wrong["ok"] and wrong["reason"] == "relative error 0.5 > 0.001"
+    assert "record" not in hung and "record" not in crashed and "record" not in wrong
+
+
+def test_a_self_test_that_cannot_import_fails_but_is_not_recorded(targets, tmp_path,
+                                                                  monkeypatch):
+    """A broken environment (a half-edited checkout, a missing module) says nothing about the
+    machine's kernels: the path is not used now, and the next process asks again."""
+    monkeypatch.setenv("DIFFRED_CACHE", str(tmp_path / "cache"))
+    broken = st.run("train:channels-last", f"{targets}:cannot_import", limit=60)
+    assert not broken["ok"] and "ModuleNotFoundError" in broken["reason"]
+    assert broken["record"] is False
+    st._verdict.cache_clear()
+    monkeypatch.setattr(st, "run", lambda check: dict(broken))
+    try:
+        assert not st.passed("train:channels-last")
+        assert not list((tmp_path / "cache").glob("selftest/*.json"))
+    finally:
+        st._verdict.cache_clear()
 
 
 @pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="oneDNN x86 ISA cap")
