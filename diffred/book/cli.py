@@ -52,9 +52,9 @@ def book_parameters(params: dict) -> dict[str, dict]:
             out[stem][local] = schema(stem).value(local, value)
             continue
         owners = [stem for stem in stems if name in schema(stem).rules]
-        for stem in stems if not owners else ():
-            schema(stem).check_name(name)              # an old name: its new one
         if not owners:
+            for stem in stems:
+                schema(stem).check_name(name)          # an old name: its new one
             known = sorted({k for stem in stems for k in schema(stem).rules})
             raise DiffredError(f"unknown parameter {name!r}; valid choices: {', '.join(known)} "
                                f"(or NN.name for chapter NN)")
