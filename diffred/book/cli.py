@@ -182,8 +182,11 @@ def build_book(params: dict | None = None, output: Path | None = None,
     (source / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
     for name in ("_toc.yml", "intro.md"):
         shutil.copy(PROJECT_DIR / name, source / name)
-    for page in CHAPTERS_DIR.iterdir():       # the bibliography and its page
-        if page.suffix == ".bib" or (page.suffix == ".md" and page.stem not in per_chapter):
+    for page in CHAPTERS_DIR.iterdir():       # back matter: the ledger, the bibliography
+        if page.suffix == ".md" and page.stem not in per_chapter and _is_notebook(page):
+            execute_notebook(page, source / "chapters" / f"{page.stem}.ipynb", page.stem,
+                             timeout=timeout)
+        elif page.suffix == ".bib" or (page.suffix == ".md" and page.stem not in per_chapter):
             shutil.copy(page, source / "chapters" / page.name)
     shutil.copytree(CHAPTERS_DIR / "_shared", source / "chapters" / "_shared")  # {include}d text
     jb = Path(sys.executable).parent / "jupyter-book"
@@ -206,6 +209,12 @@ def build_book(params: dict | None = None, output: Path | None = None,
     print(f"site built in {time.perf_counter() - t0:.0f} s; book in "
           f"{time.perf_counter() - started:.0f} s", flush=True)
     return site / "index.html"
+
+
+def _is_notebook(page: Path) -> bool:
+    """A MyST page with a kernel (front matter ``kernelspec``): executed, not copied."""
+    text = page.read_text()
+    return text.startswith("---") and "kernelspec:" in text.split("---", 2)[1]
 
 
 def _drop_stderr(notebook: Path) -> None:

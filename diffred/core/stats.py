@@ -29,6 +29,89 @@ def z_interval(values, ddof: int = 1) -> tuple[float, float]:
     return float(values.mean()), float(1.96 * values.std(ddof=ddof) / np.sqrt(len(values)))
 
 
+def seed_pair_bootstrap(pairs: dict, minus: dict | None = None, draws: int = 4000,
+                        seed: int = 0) -> tuple[float, float, float]:
+    """Mean of a statistic over seed pairs (minus the mean of ``minus`` over its pairs) and
+    the 95% percentile interval from resampling the *seeds*, not the pairs.
+
+    ``pairs`` maps ``(i, j)`` to a value: two runs of seeds i != j, or one pair at equal seeds
+    (i, i) (e.g. P-T and RI-T of seed i).  Pairs share runs, so they are not independent; the
+    seeds are.  One draw resamples the seeds with replacement (counts c); a pair (i, j), i != j,
+    then weighs c_i c_j, a pair (i, i) weighs c_i, and each table's mean is the weighted mean
+    (draws in which a table has no weight are skipped).  With ``minus`` the same resample
+    serves both tables (seed-paired contrast).  The interval is NaN — no interval — with fewer
+    than 3 seeds or fewer than 2 pairs in a table: a resample of one pair is that pair.
+
+    Returns (estimate, lo, hi).
+    """
+    tables = [pairs] + ([minus] if minus is not None else [])
+    point = [float(np.mean(list(t.values()))) if len(t) else float("nan") for t in tables]
+    estimate = point[0] - (point[1] if minus is not None else 0.0)
+    seeds = sorted({s for t in tables for key in t for s in key})
+    if len(seeds) < 3 or any(len(t) < 2 for t in tables):
+        return estimate, float("nan"), float("nan")
+    index = {s: k for k, s in enumerate(seeds)}
+    rng = np.random.default_rng(seed)
+    counts = np.stack([np.bincount(rng.integers(0, len(seeds), len(seeds)),
+                                   minlength=len(seeds)) for _ in range(draws)])   # (draws, S)
+    means = []
+    for t in tables:
+        i = np.array([index[a] for a, _ in t])
+        j = np.array([index[b] for _, b in t])
+        w = np.where(i == j, counts[:, i], counts[:, i] * counts[:, j]).astype(float)
+        total = w.sum(1)
+        v = np.array(list(t.values()), float)
+        means.append(np.where(total > 0, (w * v).sum(1) / np.maximum(total, 1), np.nan))
+    stat = means[0] - (means[1] if minus is not None else 0.0)
+    stat = stat[np.isfinite(stat)]
+    lo, hi = np.quantile(stat, [0.025, 0.975])
+    return estimate, float(lo), float(hi)
+
+
+def paired_gap_bootstrap(full_correct, subset_correct, draws: int = 2000, seed: int = 0,
+                         chunk: int = 250) -> dict:
+    """The gap between a full-layer probe and subset probes scored on the same test images,
+    with 95% percentile intervals from resampling the test images *and* the subsets.
+
+    ``full_correct`` (M,) and ``subset_correct`` (S, M): whether each probe got each test
+    image right (S subset seeds).  One draw resamples the M images with replacement — the
+    same images for every probe, so the comparison stays paired and the full probe's own
+    test-set noise enters — and the S subsets with replacement.  Returns {'relative',
+    'relative_lo', 'relative_hi'} for 1 − mean subset accuracy / full accuracy and
+    {'absolute', 'absolute_lo', 'absolute_hi'} for full − mean subset accuracy (in accuracy
+    units), with ``n_images`` and ``n_subsets``; NaN intervals with fewer than 2 subsets.
+    """
+    full = np.asarray(full_correct, dtype=np.float64)
+    sub = np.atleast_2d(np.asarray(subset_correct, dtype=np.float64))
+    if full.ndim != 1 or sub.shape[1] != full.shape[0]:
+        raise ValueError(f"paired_gap_bootstrap needs full (M,) and subsets (S, M) on the same "
+                         f"images, got {full.shape} and {sub.shape}")
+    M, S = full.shape[0], sub.shape[0]
+    a_full, a_sub = full.mean(), sub.mean()
+    out = {"relative": 1 - a_sub / a_full, "absolute": a_full - a_sub, "n_images": M,
+           "n_subsets": S}
+    if S < 2:
+        return {**out, "relative_lo": np.nan, "relative_hi": np.nan, "absolute_lo": np.nan,
+                "absolute_hi": np.nan}
+    rng = np.random.default_rng(seed)
+    rel, ab = [], []
+    for start in range(0, draws, chunk):
+        n = min(chunk, draws - start)
+        weights = np.stack([np.bincount(rng.integers(0, M, M), minlength=M)
+                            for _ in range(n)]).T / M                           # (M, n)
+        picks = rng.integers(0, S, (n, S))                                     # (n, S)
+        acc_full = full @ weights                                              # (n,)
+        acc_subs = sub @ weights                                               # (S, n)
+        acc_sub = np.take_along_axis(acc_subs.T, picks, axis=1).mean(1)         # (n,)
+        rel.append(1 - acc_sub / acc_full)
+        ab.append(acc_full - acc_sub)
+    rel, ab = np.concatenate(rel), np.concatenate(ab)
+    lo_r, hi_r = np.quantile(rel, [0.025, 0.975])
+    lo_a, hi_a = np.quantile(ab, [0.025, 0.975])
+    return {**out, "relative_lo": float(lo_r), "relative_hi": float(hi_r),
+            "absolute_lo": float(lo_a), "absolute_hi": float(hi_a)}
+
+
 def t95(n) -> np.ndarray:
     """Two-sided 95% Student-t factor for n samples (0 where n < 2: no interval)."""
     from scipy.stats import t

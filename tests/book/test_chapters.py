@@ -121,8 +121,13 @@ def check_04(t: dict, p: dict):
         interp = t[f"interpolation_{arm}"]
         assert interp.groupby(["pair", "seeds"])["lambda"].count().min() >= p["interpolation_points"]
         assert (interp.barrier >= 0).all() and _in(interp.accuracy, 0, 1)
+        assert set(interp.bn) == {"re-estimated", "interpolated"}     # both BN treatments
         crit = t[f"criticality_{arm}"]
         assert (crit.criticality >= 0).all() and _in(crit.alpha.dropna(), 0, 1)
+        assert crit.groupby("init").seed.nunique().eq(len(p["seeds"])).all()   # every run
+        if arm in p["common_rate_arms"]:
+            assert t[f"distances_common_{arm}"].lr.nunique() == 1
+            assert t[f"criticality_common_{arm}"].seed.nunique() == len(p["seeds"])
         assert (t[f"distances_{arm}"].l2_distance >= 0).all()
         assert _in(t[f"cka_{arm}"].cka, -1e-6, 1 + 1e-6)
     blocks = t["block_shuffle_controlled"]

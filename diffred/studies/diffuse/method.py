@@ -27,6 +27,7 @@ import pandas as pd
 
 from diffred.core.errors import check_choice
 from diffred.core.stats import t95
+from diffred.core.verdicts import declared, side
 from diffred.studies.diffuse.paper import CLAIMS, PAPER_DR90, PROTOCOL
 
 CHAPTER = "01_diffuse_redundancy"
@@ -374,6 +375,11 @@ def learning_curve(models, dataset: str, n_per_class, *, fractions=(0.05, 0.2),
     return lc[columns]
 
 
+@declared("ch1 gap against training-set size", "1",
+          """Per model, the gap at 20% of the neurons at the largest training set minus at the
+          smallest: "shrinks" when it is below minus the two 95% half-widths together, "grows"
+          when above plus them, else "no clear change".""",
+          fixed="2026-12-01")
 def scale_verdicts(lc: pd.DataFrame, fraction: float = 0.2) -> pd.DataFrame:
     """Per model: does the gap at ``fraction`` shrink from the smallest to the largest
     training set by more than the two 95% CIs together ('shrinks'), grow by more ('grows'),
@@ -383,8 +389,8 @@ def scale_verdicts(lc: pd.DataFrame, fraction: float = 0.2) -> pd.DataFrame:
         g = g.sort_values("n_train")
         lo, hi = g.iloc[0], g.iloc[-1]
         change, margin = hi["gap"] - lo["gap"], lo["ratio_ci95"] + hi["ratio_ci95"]
-        verdict = "shrinks" if change < -margin else "grows" if change > margin else \
-            "no clear change"
+        verdict = {"below": "shrinks", "above": "grows"}.get(
+            side(change - margin, change + margin), "no clear change")
         rows.append({"model": model, "n_small": int(lo["n_train"]), "gap_small": lo["gap"],
                      "n_large": int(hi["n_train"]), "gap_large": hi["gap"], "change": change,
                      "margin": margin, "verdict": verdict})
@@ -444,6 +450,12 @@ def unevenness_null(accuracy, n, *, q: float = 0.95, draws: int = 4000, seed: in
     return float(np.quantile(unevenness(a, b), q))
 
 
+@declared("ch1 uneven class cost", "1",
+          """A subset's cost is "uneven" when its unevenness (worst-class drop minus mean-class
+          drop against the full layer), averaged over seeds, lies above the 95% quantile of
+          the full layer's own unevenness between two independent stratified bootstrap
+          resamples of the test set (4,000 draws).""",
+          fixed="2026-12-01")
 def class_cost(per_class: pd.DataFrame, method: str = "random", q: float = 0.95
                ) -> pd.DataFrame:
     """How unevenly a subset costs the classes: per (model, dataset, layer, fraction), the
@@ -496,13 +508,17 @@ def subset_cka(X, sizes=CKA_SIZES, seeds=range(5), debiased: bool = True
 
 
 # --------------------------------------------------------------------------- the paper
+@declared("ch1 gap at 20% of neurons", "1",
+          """Per model, on CIFAR-10's penultimate layer: the gap 1 − (accuracy of a random 20%
+          of the neurons / accuracy of the full layer), the mean over the subset seeds with its
+          95% t-interval over those seeds.  "within" the paper's 5% when the interval lies
+          below 0.05, "outside" when it lies above, else "unclear".  The full-layer probe and
+          the test images are treated as exact (only the subsets vary).""",
+          fixed="2026-12-01")
 def _gap_verdict(gap: float, ci: float, bound: float) -> str:
     """'within' / 'outside' the paper's bound when the 95% CI is on one side, else 'unclear'."""
-    if gap + ci <= bound:
-        return "within"
-    if gap - ci > bound:
-        return "outside"
-    return "unclear"
+    return {"below": "within", "above": "outside"}.get(side(gap - ci, gap + ci, bound),
+                                                        "unclear")
 
 
 def paper_comparison(dr: pd.DataFrame) -> pd.DataFrame:

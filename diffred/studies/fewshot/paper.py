@@ -18,6 +18,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from diffred.core.verdicts import declared
+
 #: where the paper's claims are stated
 SOURCE = "Luo et al. 2023, arXiv 2310.03843v1 / OpenReview DMJNaBUv3D, abstract"
 
@@ -42,6 +44,14 @@ def _verdict(diff, ci):
                                                           "recovers (within CI)"))
 
 
+@declared("ch3 top 1% recovers the full representation", "3",
+          """Per backbone, dataset, way and shot: accuracy of the top 1% of dimensions by
+          oracle importance minus all dimensions on the same episodes, with its paired 95%
+          normal interval over episodes.  "above full" when the interval lies above 0,
+          "below full" when below, else "recovers (within CI)"; the claim is reproduced in a
+          cell unless "below full".  (An interval that covers 0 is not an equivalence test;
+          issue 28 replaces this reading with one that has a stated margin.)""",
+          fixed="2026-12-01")
 def one_percent_verdict(curves: pd.DataFrame, fraction: float = PAPER_FRACTION) -> pd.DataFrame:
     """Pre-registered test of the paper's claim, per backbone/dataset/way/shot: accuracy of the
     top ``fraction`` of dimensions by oracle importance vs all dimensions on the same episodes.
@@ -80,6 +90,13 @@ def curve_peaks(curves: pd.DataFrame) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------- confounders
+@declared("ch3 confounder dimensions", "3",
+          """A dimension's removal changes 1-shot accuracy when its Benjamini–Hochberg q-value
+          (exact two-sided sign test over episodes that improve or worsen) is ≤ 0.05; it
+          "helps" when removal raises accuracy.  The paper's confounders are those helping
+          dimensions with above-median within-class variance and below-median centroid
+          spread, counted against the quadrant's share of all dimensions.""",
+          fixed="2026-12-01")
 def confounder_counts(conf: pd.DataFrame, fdr: float = 0.05) -> dict:
     """How many dimensions' removal changes 1-shot accuracy: uncorrected at p < fdr (and how
     many of those chance alone gives, ``fdr * D``) and after Benjamini–Hochberg at ``fdr``

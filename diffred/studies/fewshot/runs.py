@@ -1,5 +1,5 @@
 """Chapter 3's pipelines: :mod:`diffred.studies.fewshot.method`'s cached experiments run over
-every backbone × dataset pool, tables concatenated.
+every model × dataset pool, tables concatenated.
 
 Each verb loops over the pools (and over the episode budgets of :func:`by_cost`) and calls the
 cached functions of :mod:`~diffred.studies.fewshot.method` with the arguments the chapter
@@ -7,7 +7,7 @@ passes, so the cache keys are those of the calls themselves.  The one step betwe
 :func:`select_mask_settings`, the fixed rule that turns the selection runs' scores into the
 settings the report runs use.
 
-:func:`load_pools` — every backbone × dataset pool;
+:func:`load_pools` — every model × dataset pool;
 :func:`curve_fractions` — the fraction grid with the paper's 1% and all dimensions added;
 :func:`by_cost` — shot counts grouped by episode budget;
 :func:`run_fraction_curves`, :func:`run_two_way_curves` — fraction sweeps, N-way and 2-way;
@@ -29,19 +29,19 @@ from diffred.studies.fewshot.paper import PAPER_FRACTION
 def load_pools(models: Sequence[str], datasets: Sequence[str], *, split: str,
                n_per_class: int, seed: int, resolution: int, views: int,
                view_candidates_per_class: int, device: str | None = None) -> dict:
-    """Every backbone × dataset pool (:func:`~diffred.studies.fewshot.method.load_pool`).
+    """Every model × dataset pool (:func:`~diffred.studies.fewshot.method.load_pool`).
 
     Parameters
     ----------
     models, datasets : sequence of str
-        Short names; the pools are built backbone by backbone, dataset by dataset.
+        Short names; the pools are built model by model, dataset by dataset.
     split, n_per_class, seed, resolution, views, view_candidates_per_class, device
         Passed to :func:`~diffred.studies.fewshot.method.load_pool` (``progress=False``).
 
     Returns
     -------
     dict
-        ``(backbone, dataset) -> Pool``, in that order.
+        ``(model, dataset) -> Pool``, in that order.
     """
     return {(m, d): fewshot.load_pool(m, d, split=split, n_per_class=n_per_class, seed=seed,
                                       resolution=resolution, views=views, device=device,
@@ -97,7 +97,7 @@ def run_fraction_curves(pools: Mapping, shots: Sequence[int], fractions: Sequenc
     Parameters
     ----------
     pools : mapping
-        ``(backbone, dataset) -> Pool`` (:func:`load_pools`).
+        ``(model, dataset) -> Pool`` (:func:`load_pools`).
     shots : sequence of int
         Shot counts K.
     fractions : list of float
@@ -131,7 +131,7 @@ def run_precursor_two_way(pools: Mapping, shots: Sequence[int], *, n_query: int,
     Parameters
     ----------
     pools : mapping
-        ``(backbone, dataset) -> Pool``.
+        ``(model, dataset) -> Pool``.
     shots : sequence of int
         Shot counts K of the 2-way episodes.
     n_query, n_episodes, seed, device
@@ -158,7 +158,7 @@ def run_two_way_curves(pools: Mapping, shots: Sequence[int], fractions: Sequence
     Parameters
     ----------
     pools : mapping
-        ``(backbone, dataset) -> Pool``.
+        ``(model, dataset) -> Pool``.
     shots : sequence of int
         Shot counts K.
     fractions : list of float
@@ -186,7 +186,7 @@ def run_mask_selection(parts: Mapping, shots: Sequence[int], shrinks: Sequence[f
     Parameters
     ----------
     parts : mapping
-        ``(backbone, dataset) -> (selection part, report part)``
+        ``(model, dataset) -> (selection part, report part)``
         (:func:`~diffred.studies.fewshot.method.split_pool`); only the selection parts are read.
     shots : sequence of int
         Shot counts K.
@@ -217,7 +217,7 @@ def select_mask_settings(selection: pd.DataFrame, shrinks, topk_fractions,
 
     ``selection``: :func:`diffred.studies.fewshot.method.soft_mask_comparison` rows of the
     selection parts
-    (every backbone/dataset, shots, classifier).  Score of a candidate = its mean accuracy over
+    (every model/dataset, shots, classifier).  Score of a candidate = its mean accuracy over
     all those cells.  ``shrink``: the best score of "soft mask (support)"; then
     ``topk_fraction``: the best score of "hard top-k (support)" at that shrink.  Candidates
     within ``tie`` (0.1 points) of the best are tied; a tie goes to the value listed first in
@@ -262,7 +262,7 @@ def run_mask_comparison(parts: Mapping, shots: Sequence[int], choice: Mapping, *
     Parameters
     ----------
     parts : mapping
-        ``(backbone, dataset) -> (selection part, report part)``; only the report parts are
+        ``(model, dataset) -> (selection part, report part)``; only the report parts are
         read.
     shots : sequence of int
         Shot counts K.

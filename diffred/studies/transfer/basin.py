@@ -6,13 +6,14 @@ NeurIPS 2020, Section 3 onwards):
 * :func:`pair_cka` — linear CKA of every stage's pooled output between two runs;
 * :func:`l2_distance` — ℓ2 distance of the weights outside the head;
 * :func:`interpolation_curve` / :func:`barrier` — accuracy along θ(λ) = (1-λ) θ_a + λ θ_b,
-  BN statistics re-estimated at every λ;
+  BN statistics re-estimated at every λ, or interpolated with the weights (:data:`BN_MODES`);
 * :func:`module_criticality` — Chatterji, Neyshabur & Sedghi (ICLR 2020): for module i,
   μ_i = min over (α, σ) ∈ [0, 1]² of α² ‖θ_i^F − θ_i^0‖² / σ² subject to the train 0-1 error
   of the network with θ_i = (1-α) θ_i^0 + α θ_i^F + u, u ~ N(0, σ² I), staying ≤ ε
   (:func:`criticality_search` is that grid search, on any error function);
-* :func:`basin_analysis` — all of them over every seed pair of one target, and
-  :func:`pair_summary`, the mean and 95% CI per pair type.
+* :func:`basin_analysis` — all of them over every seed pair (criticality: every run) of one
+  target, and :func:`pair_summary`, the mean per pair type with its 95% interval from
+  resampling seeds (:func:`~diffred.core.stats.seed_pair_bootstrap`).
 
 Their charts and the reader's cut of :func:`pair_summary` are in
 :mod:`diffred.studies.transfer.report`.
@@ -33,7 +34,7 @@ from diffred.core.device import default_device
 from diffred.core.errors import check_choice
 from diffred.core.models import Arch
 from diffred.core.similarity import linear_cka
-from diffred.core.stats import t_interval
+from diffred.core.stats import seed_pair_bootstrap
 from diffred.core.training import Run, accuracy, predict, recalibrate_bn
 
 PAIR_TYPES = ("P-T/P-T", "RI-T/RI-T", "P-T/RI-T")
@@ -117,12 +118,24 @@ def _stored_endpoint(run: Run, train_set, test_set) -> float | None:
     return None
 
 
+#: How an interpolated network gets its BN statistics: re-estimated on the training images at
+#: every λ (the book's primary reading), or the end points' stored statistics interpolated with
+#: the weights (no re-estimation; known to differ, see the chapter).
+BN_MODES = ("re-estimated", "interpolated")
+
+
 def interpolation_curve(run_a: Run, run_b: Run, train_set, test_set, points: int = 21,
-                        device=None) -> pd.DataFrame:
-    """Test accuracy along the segment between two solutions, BN re-estimated at every λ
-    on ``train_set``.  At λ = 0 / 1 the weights are exactly the endpoints'; when
-    ``train_set`` is the runs' own training set their stored statistics are already that
-    estimate, so the endpoints are the runs' own test accuracies (not recomputed)."""
+                        device=None, bn: str = "re-estimated") -> pd.DataFrame:
+    """Test accuracy along the segment between two solutions.
+
+    ``bn="re-estimated"``: BN statistics re-estimated at every λ on ``train_set``.  At λ = 0 / 1
+    the weights are exactly the endpoints'; when ``train_set`` is the runs' own training set
+    their stored statistics are already that estimate, so the endpoints are the runs' own
+    test accuracies (not recomputed).  ``bn="interpolated"``: the stored running statistics
+    are interpolated like the weights and nothing is re-estimated (``train_set`` unused).
+    """
+    check_choice("bn", bn, BN_MODES)
+
     def compute():
         rows = []
         for lam in np.linspace(0, 1, points):
@@ -130,13 +143,16 @@ def interpolation_curve(run_a: Run, run_b: Run, train_set, test_set, points: int
                    _stored_endpoint(run_b, train_set, test_set) if lam == 1 else None)
             if end is None:
                 model = run_a.model(interpolate_states(run_a.state, run_b.state, float(lam)))
-                recalibrate_bn(model, train_set.x, run_a.arch.inputs, device=device)
+                if bn == "re-estimated":
+                    recalibrate_bn(model, train_set.x, run_a.arch.inputs, device=device)
                 end = accuracy(model, test_set, run_a.arch.inputs, device)
             rows.append({"lambda": float(lam), "accuracy": end})
         return pd.DataFrame(rows)
-    return _cached_frame("transfer-interpolation",
-                         {"a": run_a.key, "b": run_b.key, "train": train_set.fingerprint,
-                          "test": test_set.fingerprint, "points": points}, compute,
+    spec = {"a": run_a.key, "b": run_b.key, "train": train_set.fingerprint,
+            "test": test_set.fingerprint, "points": points}
+    if bn != "re-estimated":
+        spec["bn"] = bn
+    return _cached_frame("transfer-interpolation", spec, compute,
                          (interpolation_curve, _stored_endpoint, interpolate_states, accuracy))
 
 
@@ -227,8 +243,9 @@ def module_criticality(run: Run, train_set, alphas=(0.0, 0.25, 0.5, 0.75, 1.0),
     The constraint is the train 0-1 error (one noise draw per point, BN re-estimated on
     ``train_set``) ≤ the trained network's own train error + ``epsilon``.  θ^0 is the
     pretrained point for P-T and the random init for RI-T.  One row per stage: criticality,
-    the minimising α and σ, ‖θ^F − θ^0‖, number of evaluations, and ``epsilon_error`` (the
-    error bound used).
+    the minimising α and σ, ‖θ^F − θ^0‖, number of evaluations, ``grid_max`` (the largest
+    value the grid can give, max α² ‖θ^F − θ^0‖² / min σ²) and ``epsilon_error`` (the error
+    bound used).
     """
     def compute():
         base = run.model()
@@ -245,6 +262,7 @@ def module_criticality(run: Run, train_set, alphas=(0.0, 0.25, 0.5, 0.75, 1.0),
             d2 = module_distance2(run.state, run.init, prefixes)
             found = criticality_search(error, alphas, sigmas, bound, d2)
             rows.append({"stage": stage, **found, "distance": float(np.sqrt(d2)),
+                         "grid_max": max(alphas) ** 2 * d2 / min(sigmas) ** 2,
                          "epsilon_error": bound})
         return pd.DataFrame(rows)
     return _cached_frame("transfer-criticality-search",
@@ -272,22 +290,56 @@ def seed_pairs(runs: dict, target: str, max_pairs: int | None = None) -> dict:
     return pairs
 
 
+def _seeds(runs: dict, target: str) -> list:
+    return sorted({s for (t, _, s, *rest) in runs if t == target and not rest})
+
+
+def distance_table(runs: dict, target: str) -> pd.DataFrame:
+    """ℓ2 distances of one target's runs: every seed pair of each type (:func:`seed_pairs`)
+    and every run to its own start (P-T/pretrained, RI-T/its init); columns pair, seeds,
+    l2_distance, dataset."""
+    rows = [{"pair": kind, "seeds": seeds, "l2_distance": l2_distance(a.state, b.state, a.arch)}
+            for (kind, seeds), (a, b) in seed_pairs(runs, target).items()]
+    for s in _seeds(runs, target):
+        pt, ri = runs[target, "P-T", s], runs[target, "RI-T", s]
+        rows.append({"pair": "P-T/pretrained", "seeds": f"{s}-{s}",
+                     "l2_distance": l2_distance(pt.state, pt.init, pt.arch)})
+        rows.append({"pair": "RI-T/its init", "seeds": f"{s}-{s}",
+                     "l2_distance": l2_distance(ri.state, ri.init, ri.arch)})
+    return pd.DataFrame(rows).assign(dataset=target)
+
+
+def criticality_table(runs: dict, target: str, images, seeds=None, device=None,
+                      **grid) -> pd.DataFrame:
+    """:func:`module_criticality` of every P-T and RI-T run of ``target`` (of ``seeds``, default
+    all), measured on ``images``; columns of :func:`module_criticality` plus init, seed,
+    dataset."""
+    seeds = _seeds(runs, target) if seeds is None else list(seeds)
+    return pd.concat([module_criticality(runs[target, init, s], images, device=device, **grid)
+                      .assign(init=init, seed=s) for s in seeds for init in ("P-T", "RI-T")],
+                     ignore_index=True).assign(dataset=target)
+
+
 def basin_analysis(runs: dict, target: str, train_images, test_set, points: int = 21,
                    interpolation_pairs: int | None = None, interpolation_types=PAIR_TYPES,
-                   criticality: dict | None = None, criticality_images=None,
+                   bn_modes=BN_MODES, criticality: dict | None = None, criticality_images=None,
                    device=None) -> dict[str, pd.DataFrame]:
     """CKA per stage, ℓ2 distances, interpolation (≤ ``interpolation_pairs`` pairs of each
-    type in ``interpolation_types``) and criticality (of the first seed's P-T and RI-T runs,
-    keyword arguments ``criticality`` for :func:`module_criticality`) for one target.
+    type in ``interpolation_types``, under every BN treatment of ``bn_modes``) and criticality
+    (of every seed's P-T and RI-T runs, keyword arguments ``criticality`` for
+    :func:`module_criticality`) for one target.
 
     ``train_images``: the training images on which BN statistics are re-estimated along the
     interpolation path (the runs' own training set: then the endpoints are the runs' own
     accuracies); ``criticality_images`` (default ``train_images``, e.g. a seeded subset):
     where criticality's train error is measured.  Returns tables 'cka', 'distances',
-    'interpolation', 'criticality' with columns ``pair`` (type) and ``seeds``.
+    'interpolation' (with a ``bn`` column), 'criticality' (with ``init`` and ``seed``); the
+    pair tables have columns ``pair`` (type) and ``seeds`` ("i-j").
     """
     for kind in interpolation_types:
         check_choice("interpolation pair type", kind, PAIR_TYPES)
+    for mode in bn_modes:
+        check_choice("bn mode", mode, BN_MODES)
     pairs = seed_pairs(runs, target)
     # one call: every run's stage features are computed once, not once per pair it is in
     cka = _cached_frame("transfer-cka",
@@ -296,41 +348,57 @@ def basin_analysis(runs: dict, target: str, train_images, test_set, points: int 
                          "test": test_set.fingerprint},
                         lambda: _split_pair(pair_cka(pairs, test_set, device)),
                         (pair_cka, stage_features, linear_cka, _split_pair))
-    dist = [{"pair": kind, "seeds": seeds, "l2_distance": l2_distance(a.state, b.state, a.arch)}
-            for (kind, seeds), (a, b) in pairs.items()]
-    seeds = sorted({s for (t, _, s, *rest) in runs if t == target and not rest})
-    for s in seeds:
-        pt, ri = runs[target, "P-T", s], runs[target, "RI-T", s]
-        dist.append({"pair": "P-T/pretrained", "seeds": str(s),
-                     "l2_distance": l2_distance(pt.state, pt.init, pt.arch)})
-        dist.append({"pair": "RI-T/its init", "seeds": str(s),
-                     "l2_distance": l2_distance(ri.state, ri.init, ri.arch)})
     interp = []
     for (kind, s), (a, b) in seed_pairs(runs, target, interpolation_pairs).items():
         if kind in interpolation_types:
-            curve = interpolation_curve(a, b, train_images, test_set, points, device)
-            interp.append(curve.assign(pair=kind, seeds=s, barrier=barrier(curve)))
+            for mode in bn_modes:
+                curve = interpolation_curve(a, b, train_images, test_set, points, device, mode)
+                interp.append(curve.assign(pair=kind, seeds=s, bn=mode, barrier=barrier(curve)))
     crit_images = train_images if criticality_images is None else criticality_images
-    crit = pd.concat([module_criticality(runs[target, init, seeds[0]], crit_images, device=device,
-                                         **(criticality or {})).assign(init=init)
-                      for init in ("P-T", "RI-T")], ignore_index=True)
-    return {"cka": cka, "distances": pd.DataFrame(dist).assign(dataset=target),
+    return {"cka": cka, "distances": distance_table(runs, target),
             "interpolation": pd.concat(interp, ignore_index=True).assign(dataset=target),
-            "criticality": crit.assign(dataset=target)}
+            "criticality": criticality_table(runs, target, crit_images, device=device,
+                                             **(criticality or {}))}
+
+
+def pair_values(table: pd.DataFrame, pair: str, column: str) -> dict:
+    """{(i, j): value} of one pair type of a pair table (``seeds`` "i-j"), for
+    :func:`~diffred.core.stats.seed_pair_bootstrap`."""
+    rows = table[table.pair == pair]
+    return {tuple(int(x) for x in str(s).split("-")): float(v)
+            for s, v in zip(rows.seeds, rows[column])}
+
+
+def pair_frames(basin: dict) -> dict[str, pd.DataFrame]:
+    """The per-pair values the verdicts read: 'cka' (mean over stages), 'l2_distance', and
+    one 'barrier' table per BN treatment ('barrier', 'barrier_bn_interpolated')."""
+    frames = {"cka": basin["cka"].groupby(["pair", "seeds"]).cka.mean().reset_index(),
+              "l2_distance": basin["distances"]}
+    interp = basin["interpolation"]
+    if "bn" not in interp:
+        interp = interp.assign(bn="re-estimated")
+    for mode, name in (("re-estimated", "barrier"), ("interpolated", "barrier_bn_interpolated")):
+        at = interp[interp.bn == mode]
+        if len(at):
+            frames[name] = at.groupby(["pair", "seeds"]).barrier.first().reset_index()
+    return frames
 
 
 def pair_summary(basin: dict) -> pd.DataFrame:
-    """Per pair type: mean ± 95% CI over seed pairs of CKA (mean over stages), ℓ2 distance and
-    barrier.  Pairs share runs, so the CIs are approximate (say so next to them)."""
-    per_pair = basin["cka"].groupby(["pair", "seeds"]).cka.mean().rename("cka").reset_index()
-    bars = basin["interpolation"].groupby(["pair", "seeds"]).barrier.first().reset_index()
+    """Per pair type: the mean over seed pairs of CKA (mean over stages), ℓ2 distance and
+    barrier (per BN treatment), each with its 95% seed-bootstrap interval ``<name>_lo``,
+    ``<name>_hi`` (:func:`~diffred.core.stats.seed_pair_bootstrap`: seeds resampled, not
+    pairs, since pairs share runs; NaN with < 3 seeds or < 2 pairs) and ``<name>_n`` pairs."""
+    frames = pair_frames(basin)
     rows = []
     for pair in dict.fromkeys(list(basin["distances"].pair)):
         row = {"pair": pair}
-        for name, frame in (("cka", per_pair), ("l2_distance", basin["distances"]),
-                            ("barrier", bars)):
-            if name in frame and pair in set(frame.pair):
-                m, h, n = t_interval(frame[frame.pair == pair][name])
-                row.update({name: m, f"{name}_ci95": h, f"{name}_n": n})
+        for name, frame in frames.items():
+            column = "barrier" if name.startswith("barrier") else name
+            values = pair_values(frame, pair, column)
+            if values:
+                m, lo, hi = seed_pair_bootstrap(values)
+                row.update({name: m, f"{name}_lo": lo, f"{name}_hi": hi,
+                            f"{name}_n": len(values)})
         rows.append(row)
     return pd.DataFrame(rows)

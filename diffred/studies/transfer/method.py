@@ -178,6 +178,19 @@ def choose_learning_rates(table: pd.DataFrame) -> dict:
     return {(t, i): float(g.lr.iloc[0]) for (t, i), g in best.groupby(["dataset", "init"])}
 
 
+def common_rate(table: pd.DataFrame, target: str) -> float:
+    """One rate for both inits on ``target`` (for the checks that compare P-T with RI-T at
+    one rate): the rate of the grid with the highest mean validation accuracy over P-T and
+    RI-T; ties go to the smaller rate.  Read off the same validation runs as
+    :func:`choose_learning_rates`."""
+    rows = table[table.dataset == target]
+    if rows.empty:
+        raise ValueError(f"no selection runs for target {target!r}; targets: "
+                         f"{sorted(set(table.dataset))}")
+    mean = rows.groupby("lr").val_accuracy.mean().reset_index()
+    return float(mean.sort_values(["val_accuracy", "lr"], ascending=[False, True]).lr.iloc[0])
+
+
 def finetune_grid(arch: Arch, targets: dict, pretrained: Init, lrs: dict,
                   config: TrainConfig, seeds=(0, 1, 2), device=None) -> dict:
     """Fine-tune P-T (from ``pretrained``) and RI-T on every target and seed, each at its rate
@@ -235,16 +248,23 @@ def curves_table(runs: dict, arm: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+#: The block permutation of seed s is drawn with seed s + PERMUTATION_OFFSET: one permutation
+#: per run seed, as the official code does, so that the seeds also resample the permutation.
+PERMUTATION_OFFSET = 1234
+
+
 def block_shuffle_sweep(arch: Arch, train_set: ImageSet, test_set: ImageSet, blocks,
                         pretrained: Init, lrs: dict, config: TrainConfig, seeds=(0,),
-                        shuffle_seed: int = 0, device=None) -> dict:
+                        device=None) -> dict:
     """P-T and RI-T trained on block-shuffled copies of one target, per block size and seed,
-    at the target's rates ``lrs``.  Returns {(target, init, seed, block): Run}; block ==
-    resolution is the unshuffled image."""
+    at the target's rates ``lrs``; seed s shuffles with its own permutation (seed s +
+    :data:`PERMUTATION_OFFSET`), the same for its P-T and RI-T run and for train and test.
+    Returns {(target, init, seed, block): Run}; block == resolution is the unshuffled image."""
     runs = {}
     for b in blocks:
-        tr, te = train_set.shuffled(b, shuffle_seed), test_set.shuffled(b, shuffle_seed)
         for seed in seeds:
+            tr = train_set.shuffled(b, seed + PERMUTATION_OFFSET)
+            te = test_set.shuffled(b, seed + PERMUTATION_OFFSET)
             for name, init in (("P-T", pretrained), ("RI-T", RANDOM)):
                 runs[train_set.name, name, seed, b] = train(
                     arch, tr, te, replace(config, lr=lrs[train_set.name, name]), init=init,

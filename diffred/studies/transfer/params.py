@@ -49,6 +49,7 @@ SCHEMA = Schema("04_transfer_basin", {
     "quick": Bool(), "device": DEVICE, "precision": PRECISION, "seeds": ListOf(Int(0), min_len=2),
     "threads": THREADS, "validation_fraction": Float(0, 1, open_low=True, open_high=True),
     "selection_seed": Int(0), "official_lr_arms": ListOf(Choice(["real", "controlled"])),
+    "common_rate_arms": ListOf(Choice(["real", "controlled"])),
     "real_targets": ListOf(dataset_names("image")), "real_resolution": Int(32),
     "real_n_per_class": Int(2), "real_n_test_per_class": Int(1), "real_epochs": Int(1),
     "real_lr_grid": ListOf(POSITIVE), "real_analysis_target": dataset_names("image"),

@@ -28,21 +28,23 @@ def lr_selection_table(selection: pd.DataFrame) -> pd.DataFrame:
 
 def pair_table(basin: dict, digits: int = 3) -> pd.DataFrame:
     """:func:`~diffred.studies.transfer.basin.pair_summary` for the page: one column per
-    quantity, each cell "mean ± 95% half-width (n pairs)" ("–" where not measured; no ± for
-    one pair)."""
+    quantity, each cell "mean [95% seed-bootstrap interval] (n pairs)" ("–" where not
+    measured; no interval with < 3 seeds or one pair)."""
     summary = pair_summary(basin)
 
     def cell(row, name):
-        m, h, n = row.get(name), row.get(f"{name}_ci95"), row.get(f"{name}_n")
+        m, lo, hi, n = (row.get(name), row.get(f"{name}_lo"), row.get(f"{name}_hi"),
+                        row.get(f"{name}_n"))
         if m is None or not np.isfinite(m):
             return "–"
-        if name == "l2_distance":    # distances: significant digits, not decimals
-            ci = f" ± {h:.2g}" if h is not None and np.isfinite(h) else ""
-            return f"{m:.{digits}g}{ci} ({int(n)})"
-        ci = f" ± {h:.{digits}f}" if h is not None and np.isfinite(h) else ""
-        return f"{m:.{digits}f}{ci} ({int(n)})"
-    return pd.DataFrame([{"pair": r["pair"], "CKA (mean over stages)": cell(r, "cka"),
-                          "ℓ2 distance": cell(r, "l2_distance"), "barrier": cell(r, "barrier")}
+        spec = f".{digits}g" if name == "l2_distance" else f".{digits}f"  # ℓ2: significant digits
+        ci = f" [{lo:{spec}}, {hi:{spec}}]" if lo is not None and np.isfinite(lo) else ""
+        return f"{m:{spec}}{ci} ({int(n)})"
+    columns = {"CKA (mean over stages)": "cka", "ℓ2 distance": "l2_distance",
+               "barrier (BN re-estimated)": "barrier",
+               "barrier (BN interpolated)": "barrier_bn_interpolated"}
+    return pd.DataFrame([{"pair": r["pair"], **{label: cell(r, name)
+                                                for label, name in columns.items()}}
                          for r in summary.to_dict("records")])
 
 
@@ -232,11 +234,15 @@ def cka_chart(table: pd.DataFrame):
 
 def interpolation_chart(table: pd.DataFrame):
     from diffred.core.plots import alt
+    if "bn" not in table:
+        table = table.assign(bn="re-estimated")
     return alt.Chart(table).mark_line(point=True, size=1).encode(
         x=alt.X("lambda:Q", title="λ"), y=alt.Y("accuracy:Q", title="test accuracy"),
         color=alt.Color("pair:N", legend=alt.Legend(orient="bottom", columns=1)),
-        detail="seeds:N", tooltip=["pair", "seeds", "lambda", "accuracy", "barrier"],
-    ).properties(width=240, height=170, title="Linear interpolation θ(λ), BN re-estimated")
+        strokeDash=alt.StrokeDash("bn:N", title="BN statistics",
+                                  legend=alt.Legend(orient="bottom", columns=1)),
+        detail="seeds:N", tooltip=["pair", "seeds", "bn", "lambda", "accuracy", "barrier"],
+    ).properties(width=240, height=170, title="Linear interpolation θ(λ)")
 
 
 def criticality_chart(table: pd.DataFrame):
@@ -246,10 +252,11 @@ def criticality_chart(table: pd.DataFrame):
         shown = shown.assign(arm="")
     return alt.Chart(shown).mark_bar().encode(
         x=alt.X("stage:N", sort=None, title=None),
-        y=alt.Y("criticality:Q", scale=alt.Scale(type="symlog"),
-                title="module criticality μ (symlog)"),
-        color="init:N", xOffset="init:N", tooltip=["init", "stage", "criticality", "alpha",
-                                                   "sigma", "evaluations"],
+        y=alt.Y("mean(criticality):Q", scale=alt.Scale(type="symlog"),
+                title="module criticality μ, mean over runs (symlog)"),
+        color="init:N", xOffset="init:N",
+        tooltip=["init", "stage", alt.Tooltip("mean(criticality):Q", title="mean μ"),
+                 alt.Tooltip("count(criticality):Q", title="runs with a feasible point")],
     ).properties(width=alt.Step(16), height=170).facet(   # one panel per arm: own stages
         column=alt.Column("arm:N", title=None)).resolve_scale(x="independent").properties(
         title="Module criticality (0 = rewindable)")

@@ -20,13 +20,19 @@ import pandas as pd
 
 from diffred.core.models import Arch
 from diffred.core.training import Init, Run, TrainConfig, train
-from diffred.studies.transfer.basin import PAIR_TYPES, basin_analysis
+from diffred.studies.transfer.basin import (
+    PAIR_TYPES,
+    basin_analysis,
+    criticality_table,
+    distance_table,
+)
 from diffred.studies.transfer.method import (
     ImageSet,
     accuracy_table,
     block_shuffle_sweep,
     block_table,
     choose_learning_rates,
+    common_rate,
     curves_table,
     finetune_grid,
     image_set,
@@ -134,6 +140,10 @@ class Arm:
     basin : dict
         :func:`~diffred.studies.transfer.basin.basin_analysis`: tables 'cka', 'distances',
         'interpolation', 'criticality'.
+    common : dict or None
+        The analysis target's runs at one rate for both inits
+        (:func:`~diffred.studies.transfer.method.common_rate`): 'lr', 'runs', 'distances',
+        'criticality'; None where not run (``common=False``).
     """
     name: str
     data: dict
@@ -146,6 +156,7 @@ class Arm:
     block_acc: pd.DataFrame
     criticality_images: ImageSet
     basin: dict
+    common: dict | None
 
     @property
     def selected(self) -> pd.DataFrame:
@@ -159,17 +170,21 @@ def run_arm(arm: str, arch: Arch, pretrained: Init, model_id: str, targets, per_
             analysis_target: str, blocks, block_seeds, analysis_images: int,
             interpolation_points: int, interpolation_pairs: int | None = None,
             interpolation_types=PAIR_TYPES, criticality_alphas, criticality_sigmas,
-            criticality_epsilon: float, extra_columns: dict | None = None,
+            criticality_epsilon: float, common: bool = True,
+            extra_columns: dict | None = None,
             save: Callable[[pd.DataFrame, str], object] | None = None, device=None) -> Arm:
     """One arm of chapter 4: rates on validation, P-T and RI-T per seed, block shuffle, basin.
 
     In order: the targets' image sets; validation accuracy of P-T (from ``pretrained``) and
     RI-T at every rate of ``lr_grid`` and the rule's choice; every target and seed fine-tuned
     at the chosen rates (and at the official pair when ``official``); the block shuffle of
-    ``analysis_target``; its basin analyses.  Result tables are handed to ``save`` (e.g. the
-    chapter's ``ch.save``) as soon as they exist, named ``lr_selection_<arm>``,
-    ``accuracy_<arm>``, ``curves_<arm>``, ``block_shuffle_<arm>``, ``cka_<arm>``,
-    ``distances_<arm>``, ``interpolation_<arm>``, ``criticality_<arm>``.
+    ``analysis_target``; its basin analyses; and the analysis target's runs at one common rate
+    for both inits with their ℓ2 distances and criticality (rates chosen per init differ, and
+    both grow with the rate).  Result tables are handed to ``save`` (e.g. the chapter's
+    ``ch.save``) as soon as they exist, named ``lr_selection_<arm>``, ``accuracy_<arm>``,
+    ``curves_<arm>``, ``block_shuffle_<arm>``, ``cka_<arm>``, ``distances_<arm>``,
+    ``interpolation_<arm>``, ``criticality_<arm>``, ``distances_common_<arm>``,
+    ``criticality_common_<arm>``.
 
     Parameters
     ----------
@@ -217,6 +232,9 @@ def run_arm(arm: str, arch: Arch, pretrained: Init, model_id: str, targets, per_
         The criticality grid.
     criticality_epsilon : float
         Criticality's error margin over the trained network's own train error.
+    common : bool
+        Also train the analysis target at one common rate for both inits and measure its ℓ2
+        distances and criticality (the rate check of those findings).
     extra_columns : dict, optional
         {column: value} added to every row of the accuracy table (e.g. the pretraining run).
     save : callable, optional
@@ -256,13 +274,25 @@ def run_arm(arm: str, arch: Arch, pretrained: Init, model_id: str, targets, per_
     block_acc = block_table(block_runs, arm)
     keep(block_acc, "block_shuffle")
     crit_images = subset(tr, analysis_images, selection_seed)
+    grid = dict(alphas=criticality_alphas, sigmas=criticality_sigmas,
+                epsilon=criticality_epsilon)
     basin = basin_analysis(
         runs, analysis_target, tr, te, interpolation_points,
         interpolation_pairs=interpolation_pairs, interpolation_types=interpolation_types,
-        criticality=dict(alphas=criticality_alphas, sigmas=criticality_sigmas,
-                         epsilon=criticality_epsilon),
-        criticality_images=crit_images, device=device)
+        criticality=grid, criticality_images=crit_images, device=device)
     for name, table in basin.items():
         keep(table, name)
+    at_common = None
+    if common:
+        lr = common_rate(selection, analysis_target)
+        runs_at = finetune_grid(arch, {analysis_target: (tr, te)}, pretrained,
+                                {(analysis_target, i): lr for i in ("P-T", "RI-T")}, config,
+                                seeds, device)
+        at_common = {"lr": lr, "runs": runs_at,
+                     "distances": distance_table(runs_at, analysis_target).assign(lr=lr),
+                     "criticality": criticality_table(runs_at, analysis_target, crit_images,
+                                                      device=device, **grid).assign(lr=lr)}
+        keep(at_common["distances"], "distances_common")
+        keep(at_common["criticality"], "criticality_common")
     return Arm(arm, data, selection, lrs, runs, acc, curves, block_runs, block_acc, crit_images,
-               basin)
+               basin, at_common)
