@@ -26,8 +26,8 @@ def rules() -> dict[str, Rule]:
 
 def rules_table() -> pd.DataFrame:
     """The ledger for the page: one row per rule (chapter order), columns chapter, rule, rule
-    text, code (``function (module)``, so that a narrow page can break it), fixed (ISO date) and changes since ("after results":
-    results existed when it changed)."""
+    text, code (``function (module)``, so that a narrow page can break it), fixed (ISO date)
+    and changes since ("after results": results existed when it changed)."""
     table = ledger(rules().values())
     table["code"] = [f"{f} ({m})" for m, _, f in (c.rpartition(".") for c in table.code)]
     return table.rename(columns={"text": "the rule", "changed": "changes since"})
