@@ -274,10 +274,15 @@ def module_criticality(run: Run, train_set, alphas=(0.0, 0.25, 0.5, 0.75, 1.0),
 
 
 # --------------------------------------------------------------------------- one target, all pairs
+def _seeds(runs: dict, target: str) -> list:
+    """The seeds of ``target``'s runs (block-shuffle runs, keyed with a block, excluded)."""
+    return sorted({s for (t, _, s, *rest) in runs if t == target and not rest})
+
+
 def seed_pairs(runs: dict, target: str, max_pairs: int | None = None) -> dict:
     """{(pair type, 'i-j'): (run_a, run_b)} for every seed pair of one target: P-T/P-T and
     RI-T/RI-T over seed pairs i < j, P-T/RI-T at equal seeds; at most ``max_pairs`` of each."""
-    seeds = sorted({s for (t, _, s, *rest) in runs if t == target and not rest})
+    seeds = _seeds(runs, target)
     if len(seeds) < 2:
         raise ValueError(f"basin analysis needs ≥ 2 seeds per init on {target}, got {seeds}")
     combos = list(itertools.combinations(seeds, 2))[:max_pairs]
@@ -288,10 +293,6 @@ def seed_pairs(runs: dict, target: str, max_pairs: int | None = None) -> dict:
     for s in seeds[:max_pairs]:
         pairs["P-T/RI-T", f"{s}-{s}"] = (runs[target, "P-T", s], runs[target, "RI-T", s])
     return pairs
-
-
-def _seeds(runs: dict, target: str) -> list:
-    return sorted({s for (t, _, s, *rest) in runs if t == target and not rest})
 
 
 def distance_table(runs: dict, target: str) -> pd.DataFrame:

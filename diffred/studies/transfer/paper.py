@@ -177,8 +177,7 @@ PLATEAU = 0.10
 def convergence_gate(curves: pd.DataFrame, target: str) -> tuple[bool, str]:
     """(passed, text): has every run of ``target`` in ``curves`` (columns dataset, init, seed,
     epoch, train_loss) converged by the :data:`PLATEAU` rule?  One epoch cannot show it."""
-    rows = curves[(curves.dataset == target)] if "block" not in curves else \
-        curves[(curves.dataset == target) & curves.block.isna()]
+    rows = curves[curves.dataset == target]
     late = []
     for (init, seed), g in rows.groupby(["init", "seed"]):
         loss = g.sort_values("epoch").train_loss.to_numpy()
@@ -336,8 +335,8 @@ def interpolation_finding(basin: dict, tolerance: float) -> tuple[str, str]:
 def criticality_scores(crit: pd.DataFrame) -> pd.DataFrame:
     """log(1 + μ) per run and stage, μ = inf (no feasible grid point) censored at the grid's
     largest value ``grid_max`` (the module is at least that critical)."""
-    mu = np.where(np.isfinite(crit.criticality), crit.criticality, crit.grid_max)
-    return crit.assign(score=np.log1p(np.minimum(mu, crit.grid_max)))
+    return crit.assign(score=np.log1p(crit.criticality.where(np.isfinite(crit.criticality),
+                                                             crit.grid_max)))
 
 
 def _criticality_parts(crit: pd.DataFrame) -> tuple[str, list[str]]:
