@@ -22,7 +22,9 @@ def recorded(monkeypatch):
         monkeypatch.setattr(R, name, call)
 
     stand_in("target_sets", lambda names, *a: {n: (f"{n}-train", f"{n}-test") for n in names})
-    stand_in("select_learning_rates", lambda *a, **k: pd.DataFrame({"lr": [0.1]}))
+    stand_in("select_learning_rates", lambda *a, **k: pd.DataFrame(
+        {"dataset": "t2", "init": ["P-T", "RI-T"] * 2, "lr": [0.01, 0.01, 0.1, 0.1],
+         "val_accuracy": [0.9, 0.1, 0.6, 0.6]}))
     stand_in("choose_learning_rates", lambda table: {"chosen": True})
     stand_in("finetune_grid", lambda arch, data, init, lrs, *a: {"lrs": lrs})
     stand_in("accuracy_table", lambda runs, arm, model, rule="selected": pd.DataFrame(
@@ -34,11 +36,14 @@ def recorded(monkeypatch):
     stand_in("basin_analysis", lambda *a, **k: {n: pd.DataFrame({"x": [0]}) for n in
                                                ("cka", "distances", "interpolation",
                                                 "criticality")})
+    stand_in("distance_table", lambda runs, target: pd.DataFrame({"x": [0]}))
+    stand_in("criticality_table", lambda runs, target, images, **k: pd.DataFrame({"x": [0]}))
     return log
 
 
 @pytest.mark.parametrize("official", [False, True])
-def test_run_arm_runs_the_steps_in_order_and_saves_every_table(recorded, official):
+@pytest.mark.parametrize("common", [False, True])
+def test_run_arm_runs_the_steps_in_order_and_saves_every_table(recorded, official, common):
     saved = []
     arm = R.run_arm(
         "real", "arch", "pretrained", "model-id", ["t1", "t2"], 10, 5, 32,
@@ -46,18 +51,25 @@ def test_run_arm_runs_the_steps_in_order_and_saves_every_table(recorded, officia
         validation_fraction=0.2, official=official, analysis_target="t2", blocks=[32, 1],
         block_seeds=[0], analysis_images=7, interpolation_points=5, interpolation_pairs=1,
         interpolation_types=["P-T/P-T"], criticality_alphas=[0.0, 1.0],
-        criticality_sigmas=[0.01], criticality_epsilon=0.05,
+        criticality_sigmas=[0.01], criticality_epsilon=0.05, common=common,
         extra_columns={"pretraining_run": "src"}, save=lambda t, n: saved.append(n))
     steps = [name for name, *_ in recorded]
     grids = ["finetune_grid", "accuracy_table"] * (2 if official else 1)
+    at_common = ["finetune_grid", "distance_table", "criticality_table"] * common
     assert steps == ["target_sets", "select_learning_rates", "choose_learning_rates", *grids,
                      "curves_table", "block_shuffle_sweep", "block_table", "subset",
-                     "basin_analysis"]
-    assert saved == [f"{n}_real" for n in ("lr_selection", "accuracy", "curves", "block_shuffle",
-                                           "cka", "distances", "interpolation", "criticality")]
+                     "basin_analysis", *at_common]
+    tables = ["lr_selection", "accuracy", "curves", "block_shuffle", "cka", "distances",
+              "interpolation", "criticality"] + ["distances_common", "criticality_common"] * common
+    assert saved == [f"{n}_real" for n in tables]
+    if common:   # one rate for both inits: the best mean over P-T and RI-T (0.01: 0.5, 0.1: 0.6)
+        assert arm.common["lr"] == 0.1
+        assert recorded[-3][1][3] == {("t2", "P-T"): 0.1, ("t2", "RI-T"): 0.1}
+    else:
+        assert arm.common is None
     assert list(arm.acc.lr_rule) == ["selected"] + ["official"] * official
     assert (arm.acc.pretraining_run == "src").all() and len(arm.selected) == 1
-    _, args, kwargs = recorded[-1]                       # basin_analysis
+    _, args, kwargs = recorded[steps.index("basin_analysis")]
     assert args[:5] == ({"lrs": {"chosen": True}}, "t2", "t2-train", "t2-test", 5)
     assert kwargs["criticality"] == {"alphas": [0.0, 1.0], "sigmas": [0.01], "epsilon": 0.05}
     assert kwargs["criticality_images"] == arm.criticality_images == "t2-train[7]"
