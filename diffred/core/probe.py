@@ -70,11 +70,18 @@ class ProbeResult:
         Probe widths (number of columns, or projection width).
     eval_accuracy : dict of str to ndarray of shape (B,)
         Accuracy on each extra evaluation set of :func:`probe_accuracy`'s ``eval_sets``, by name.
+    correct : ndarray of shape (B, M), bool, or None
+        Whether each probe got each test image right (for paired resampling of the test set).
+    converged : ndarray of shape (B,), bool, or None
+        Whether each probe stopped before ``max_iter`` (its gradient test met, or no further
+        decrease possible); False: it stopped at the iteration cap.
     """
     accuracy: np.ndarray
     per_class: np.ndarray
     k: np.ndarray
     eval_accuracy: dict = field(default_factory=dict)
+    correct: np.ndarray | None = None
+    converged: np.ndarray | None = None
 
 
 def _torch():
@@ -118,7 +125,7 @@ def _check_settings(C, max_iter, tol) -> None:
 # ============================================================================ logistic regression
 def fit_logreg(Z, y, n_classes: int, C: float = 1.0, max_iter: int = 500, tol: float = TOL,
                solver: str = "lbfgs", precondition: bool | None = None,
-               precision: str | None = None):
+               precision: str | None = None, return_iterations: bool = False):
     """Fit B multinomial logistic regressions, each on its own features, jointly.
 
     Z: (B, N, k) float tensor; y: (N,) int64 tensor (labels shared by all probes).  Objective
@@ -131,20 +138,25 @@ def fit_logreg(Z, y, n_classes: int, C: float = 1.0, max_iter: int = 500, tol: f
     big products in bfloat16, then float32 to ``tol``, see :func:`diffred.core._lbfgs.lbfgs`) or
     ``"auto"`` (bf16 where the device has fast bfloat16 products and k >= 512, else fp32);
     None: :func:`diffred.core.precision.setting`.
-    Returns W (B, k, n_classes), b (B, n_classes)."""
+    Returns W (B, k, n_classes), b (B, n_classes), and with ``return_iterations`` (L-BFGS
+    only) the iterations each probe ran (B,): ``max_iter`` means it stopped at the cap."""
     check_choice("solver", solver, SOLVERS)
     precision = _precision(precision, Z.device, Z.shape[2])
     if solver == "nesterov":
+        if return_iterations:
+            raise ValueError("return_iterations needs solver='lbfgs' (nesterov tests its "
+                             "gradient every 20 steps only)")
         return _nesterov(Z, y, n_classes, C, max_iter, tol)
     if precondition is None:
         precondition = Z.shape[2] <= 4096
-    return lbfgs(OwnFeatures(Z), y, n_classes, C, max_iter, tol, precondition,
-                 precision=precision)[:2]
+    out = lbfgs(OwnFeatures(Z), y, n_classes, C, max_iter, tol, precondition,
+                precision=precision)
+    return out if return_iterations else out[:2]
 
 
 def fit_logreg_masked(X, y, masks, n_classes: int, C: float = 1.0, max_iter: int = 500,
                       tol: float = TOL, precondition: bool | None = None,
-                      precision: str | None = None):
+                      precision: str | None = None, return_iterations: bool = False):
     """Fit B multinomial logistic regressions on B column subsets of the same X jointly (L-BFGS).
 
     X: (N, U) float tensor (standardised); y: (N,) int64; masks: (B, U) bool — probe b sees
@@ -152,12 +164,14 @@ def fit_logreg_masked(X, y, masks, n_classes: int, C: float = 1.0, max_iter: int
     outside its mask, so all probes are served by one (B*K, U) x (U, N) product.
     ``precondition`` defaults to :func:`diffred.core._lbfgs.whitening_pays`; ``precision``: as in
     :func:`fit_logreg`.
-    Returns W (B, U, n_classes) with zero rows outside each mask, b (B, n_classes)."""
+    Returns W (B, U, n_classes) with zero rows outside each mask, b (B, n_classes), and with
+    ``return_iterations`` the iterations each probe ran (B,)."""
     precision = _precision(precision, X.device, X.shape[1])
     if precondition is None:
         precondition = whitening_pays(X.shape[1], X.shape[0], n_classes)
-    return lbfgs(SharedColumns(X, masks), y, n_classes, C, max_iter, tol, precondition,
-                 precision=precision)[:2]
+    out = lbfgs(SharedColumns(X, masks), y, n_classes, C, max_iter, tol, precondition,
+                precision=precision)
+    return out if return_iterations else out[:2]
 
 
 def _top_eigenvalue(Z, n_iter: int = 30):
@@ -375,9 +389,10 @@ def probe_accuracy(X_train, y_train, X_test, y_test, *, columns=None, projection
     Returns
     -------
     ProbeResult
-        ``accuracy`` (B,), ``per_class`` (B, n_classes), widths ``k`` (B,) and
-        ``eval_accuracy`` ``{name: (B,)}``, in the order of ``columns`` or ``projections``
-        (B = 1 for neither).
+        ``accuracy`` (B,), ``per_class`` (B, n_classes), widths ``k`` (B,),
+        ``eval_accuracy`` ``{name: (B,)}``, the test hits ``correct`` (B, M) and
+        ``converged`` (B,), in the order of ``columns`` or ``projections`` (B = 1 for
+        neither).
     """
     torch = _torch()
     _check_settings(C, max_iter, tol)
@@ -423,6 +438,8 @@ def probe_accuracy(X_train, y_train, X_test, y_test, *, columns=None, projection
             groups += [members[i:i + chunk] for i in range(0, len(members), chunk)]
     hits = {s: np.zeros(len(widths)) for s in sets}
     per_class = np.zeros((len(widths), n_classes))
+    correct = np.zeros((len(widths), len(y["test"])), dtype=bool)
+    converged = np.zeros(len(widths), dtype=bool)
     for idx in groups:
         if columns is not None:
             # only the union of the group's columns enters the shared matrix product
@@ -433,9 +450,10 @@ def probe_accuracy(X_train, y_train, X_test, y_test, *, columns=None, projection
                 masks[row, where] = True
             every = len(union) == Xtr.shape[1]
             cols = torch.as_tensor(union, device=device)
-            W, b = fit_logreg_masked(Xtr if every else Xtr[:, cols], ytr, masks, n_classes,
-                                     C=C, max_iter=max_iter, tol=tol, precondition=precondition,
-                                     precision=precision)
+            W, b, n_iter = fit_logreg_masked(
+                Xtr if every else Xtr[:, cols], ytr, masks, n_classes, C=C, max_iter=max_iter,
+                tol=tol, precondition=precondition, precision=precision,
+                return_iterations=True)
             logits = {s: torch.einsum("md,bdc->bmc", Xs if every else Xs[:, cols], W)
                       + b.unsqueeze(1) for s, Xs in X.items()}                 # (B, M, C)
         else:
@@ -443,21 +461,25 @@ def probe_accuracy(X_train, y_train, X_test, y_test, *, columns=None, projection
                                           for i in idx]), device=device)   # (B, D, k)
             Ztr = torch.matmul(Xtr, P)
             mean, scale = standardization(Ztr, dim=1) if standardize else (0.0, 1.0)
-            W, b = fit_logreg((Ztr - mean) / scale, ytr, n_classes, C=C, max_iter=max_iter,
-                              tol=tol, precondition=precondition, precision=precision)
+            W, b, n_iter = fit_logreg((Ztr - mean) / scale, ytr, n_classes, C=C,
+                                      max_iter=max_iter, tol=tol, precondition=precondition,
+                                      precision=precision, return_iterations=True)
             logits = {s: torch.baddbmm(b.unsqueeze(1), (torch.matmul(Xs, P) - mean) / scale, W)
                       for s, Xs in X.items()}
+        converged[idx] = (n_iter < max_iter).cpu().numpy()
         for s, lg in logits.items():
             hit = (lg.argmax(-1) == y[s]).float()                               # (B, M)
             hits[s][idx] = hit.mean(1).cpu().numpy()
             if s == "test":
+                correct[idx] = hit.bool().cpu().numpy()
                 for c in range(n_classes):
                     sel = y[s] == c
                     per_class[idx, c] = hit[:, sel].mean(1).cpu().numpy() if sel.any() else np.nan
     if source is not None:
         hits = {s: a[source] for s, a in hits.items()}
         per_class, widths = per_class[source], widths[source]
-    return ProbeResult(hits.pop("test"), per_class, widths, hits)
+        correct, converged = correct[source], converged[source]
+    return ProbeResult(hits.pop("test"), per_class, widths, hits, correct, converged)
 
 
 # ============================================================================ estimator

@@ -55,6 +55,17 @@ def check_01(t: dict, p: dict):
     assert layers == {"penultimate", *p["intermediate_layers"]}
     cmp = t["paper_vs_this_run"]
     assert cmp.this_run.notna().all() and (cmp.paper > 0).all()
+    # the gap verdicts read paired-bootstrap intervals that contain their point, at each
+    # backbone's largest training set (the learning curve's largest for its models)
+    gaps = cmp[cmp.quantity.str.startswith("gap")]
+    assert (gaps.lo <= gaps.this_run + 1e-12).all() and (gaps.this_run <= gaps.hi + 1e-12).all()
+    assert set(gaps.verdict) <= {"within", "outside", "inconclusive"}
+    lc = t["learning_curve"]
+    for model in p["curve_models"]:
+        assert gaps.set_index("model").n_train[model] == lc[lc.model == model].n_train.max()
+    assert runs.converged.isin([0, 1, True, False]).all()
+    at = runs[(runs.method == "random") & np.isclose(runs.fraction, 0.2)]
+    assert at[["gap_lo", "gap_hi"]].notna().all(axis=None)
 
 
 def check_02(t: dict, p: dict):

@@ -47,6 +47,20 @@ def test_batched_subsets_equal_individual_fits(cifar):
     assert twice.accuracy[0] == twice.accuracy[1] == batched.accuracy[2]
 
 
+def test_probes_report_their_test_hits_and_whether_they_converged(cifar):
+    Xtr, ytr, Xte, yte = cifar
+    rng = np.random.default_rng(1)
+    cols = [rng.permutation(1280)[:k] for k in (16, 16, 256)]
+    P = [rng.normal(size=(1280, 32)).astype(np.float32)]
+    for views in ({"columns": cols}, {"projections": P}):
+        done = probe_accuracy(Xtr, ytr, Xte, yte, C=0.05, **views)
+        assert done.correct.shape == (len(done.accuracy), len(yte))
+        assert np.allclose(done.correct.mean(1), done.accuracy)       # the same hits
+        assert done.converged.all()
+        capped = probe_accuracy(Xtr, ytr, Xte, yte, C=0.05, max_iter=2, **views)
+        assert not capped.converged.any()
+
+
 def test_projections_and_sklearn_style_probe(cifar):
     Xtr, ytr, Xte, yte = cifar
     P = np.random.default_rng(0).normal(size=(1280, 32))

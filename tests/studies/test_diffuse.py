@@ -104,14 +104,30 @@ def test_every_paper_constant_has_a_source_and_unsourced_ones_are_gone():
 def test_paper_comparison_and_side_by_side_tables():
     dr = pd.DataFrame({"model": ["m", "m"], "dataset": ["cifar10", "elpv"],
                        "layer": "penultimate", "dim": 1280, "full_accuracy": 0.9,
-                       "DR(0.9)": [0.8, 0.5], "gap_at_20pct": [0.03, 0.2], "gap_ci95": [0.01, 0.01]})
+                       "DR(0.9)": [0.8, 0.5], "gap_at_20pct": [0.03, 0.2], "gap_lo": 0.02,
+                       "gap_hi": 0.04, "gap_points": 0.027, "n_train": 5000, "n_test": 10000})
     cmp = R.paper_comparison(dr)
     gap = cmp[cmp.quantity.str.startswith("gap")].iloc[0]
     assert gap.paper == 0.05 and gap.this_run == 0.03 and gap.verdict == "within"
+    assert (gap.lo, gap.hi, gap.points, gap.n_train) == (0.02, 0.04, 0.027, 5000)
     drs = cmp[cmp.quantity.str.startswith("DR")]
     assert len(drs) == 3 and (drs.this_run == 0.8).all() and cmp.source.str.len().gt(0).all()
-    assert R.paper_comparison(dr.assign(gap_at_20pct=0.055)).verdict.iloc[0] == "unclear"
-    assert R.paper_comparison(dr.assign(gap_at_20pct=0.07)).verdict.iloc[0] == "outside"
+    # the verdict reads the interval, not the point: straddling 5% is inconclusive
+    assert R.paper_comparison(dr.assign(gap_lo=0.045, gap_hi=0.06)).verdict.iloc[0] == \
+        "inconclusive"
+    assert R.paper_comparison(dr.assign(gap_lo=0.06, gap_hi=0.08)).verdict.iloc[0] == "outside"
+    # one subset seed: no interval, no verdict
+    assert R.paper_comparison(dr.assign(gap_lo=np.nan, gap_hi=np.nan)).verdict.iloc[0] == \
+        "inconclusive"
+    # the headline is read at the largest training set measured: the learning curve's 50,000
+    lc = pd.DataFrame({"model": "m", "dataset": "cifar10", "fraction": [0.2, 0.2, 0.05],
+                       "n_train": [1500, 50000, 50000], "n_test": 10000,
+                       "gap": [0.14, 0.045, 0.2], "gap_lo": [0.13, 0.04, 0.19],
+                       "gap_hi": [0.15, 0.049, 0.21], "gap_points": [0.12, 0.04, 0.18]})
+    at = R.paper_comparison(dr, lc).iloc[0]
+    assert (at.n_train, at.this_run, at.verdict) == (50000, 0.045, "within")
+    small = R.paper_comparison(dr, lc[lc.n_train < 5000]).iloc[0]
+    assert (small.n_train, small.this_run) == (5000, 0.03)          # the main table's 5,000
     side = R.dr_side_by_side(dr)
     assert list(side.columns) == ["source", "model", "dim", "CIFAR10", "CIFAR100", "Flowers",
                                   "Oxford-IIIT-Pets"]
@@ -137,7 +153,9 @@ def test_dr_table_and_class_cost_from_runs():
     dr = R.dr_table(curve, deltas=(0.9,))
     assert dr["DR(0.9)"].iloc[0] == pytest.approx(0.8)
     assert dr["gap_at_20pct"].iloc[0] == pytest.approx(0.1)
-    assert dr["gap_ci95"].iloc[0] == pytest.approx(r.ratio_ci95)
+    assert dr["gap_points"].iloc[0] == pytest.approx(0.08)
+    # runs without the bootstrap columns: no interval (NaN), no convergence share
+    assert dr[["gap_lo", "gap_hi", "converged"]].isna().all(axis=None)
 
     per_class = pd.DataFrame({
         "model": "m", "dataset": "d", "layer": "penultimate",
@@ -183,12 +201,28 @@ def test_frontier_separates_neurons_from_directions():
     assert pts.set_index("method").unit.to_dict() == {"random": "neurons", "pca_top": "directions"}
 
 
-def test_scale_verdicts_use_the_confidence_intervals():
-    lc = pd.DataFrame({"model": ["a", "a", "b", "b"], "fraction": 0.2,
-                       "n_train": [1500, 5000, 1500, 5000], "gap": [0.14, 0.08, 0.10, 0.09],
-                       "ratio_ci95": [0.01, 0.01, 0.01, 0.01]})
+def test_scale_verdicts_read_the_bootstrap_intervals():
+    lc = pd.DataFrame({"model": ["a", "a", "b", "b", "c", "c", "d", "d"], "fraction": 0.2,
+                       "n_train": [1500, 50000] * 4,
+                       "gap": [0.14, 0.08, 0.10, 0.09, 0.05, 0.09, 0.1, 0.1],
+                       "gap_lo": [0.13, 0.07, 0.08, 0.08, 0.04, 0.08, np.nan, 0.09],
+                       "gap_hi": [0.15, 0.09, 0.12, 0.10, 0.06, 0.10, np.nan, 0.11]})
     v = R.scale_verdicts(lc).set_index("model").verdict
-    assert v["a"] == "shrinks" and v["b"] == "no clear change"
+    assert v.to_dict() == {"a": "shrinks", "b": "no clear change", "c": "grows",
+                           "d": "inconclusive"}
+
+
+def test_gap_intervals_resample_test_images_and_subsets():
+    rng = np.random.default_rng(0)
+    full = rng.random(4000) < 0.9
+    subsets = full & (rng.random((5, 4000)) > 0.1)         # a clear 10% relative gap
+    runs = pd.DataFrame({"method": ["full"] + ["random"] * 5 + ["pca_top"],
+                         "fraction": [1.0] + [0.2] * 5 + [0.2], "seed": [0, *range(5), 0]})
+    out = R.gap_intervals(runs, np.vstack([full, subsets, subsets[:1]]))
+    rand = out[out.method == "random"]
+    assert (rand.gap_lo > 0.07).all() and (rand.gap_hi < 0.13).all()
+    assert (rand.gap_points_lo < rand.gap_lo).all()           # points: 0.9 x the relative gap
+    assert out.loc[out.method != "random", list(R.GAP_INTERVALS)].isna().all(axis=None)
 
 
 def test_pareto_frontier_keeps_only_non_dominated_points():
@@ -320,20 +354,28 @@ def test_closing_note_and_findings_are_computed_from_the_tables():
     dr = pd.DataFrame({"model": ["m", "m", "m"], "dataset": "cifar10",
                        "layer": ["penultimate", "blocks.5:flat", "blocks.5"], "dim": [1280, 4800, 192],
                        "full_accuracy": 0.9, "DR(0.9)": [0.8, 0.95, 0.5],
-                       "gap_at_20pct": [0.123, 0.01, 0.2], "gap_ci95": 0.004})
+                       "gap_at_20pct": [0.123, 0.01, 0.2], "gap_lo": 0.119, "gap_hi": 0.127,
+                       "gap_points": 0.111, "n_train": 5000, "n_test": 10000,
+                       "converged": [1.0, 0.96, 1.0]})
     cmp = R.paper_comparison(dr)
     side = R.dr_side_by_side(dr)
     lc = pd.DataFrame({"model": "m", "dataset": "cifar10", "n_per_class": [150, 500],
                        "n_train": [1500, 5000], "fraction": 0.2, "full_accuracy": [0.8, 0.85],
-                       "accuracy": [0.7, 0.77], "ratio": [0.875, 0.906], "ratio_ci95": 0.01,
-                       "gap": [0.125, 0.094]})
+                       "accuracy": [0.7, 0.77], "ratio": [0.875, 0.906], "gap": [0.125, 0.094],
+                       "gap_lo": [0.115, 0.084], "gap_hi": [0.135, 0.104],
+                       "gap_points": [0.1, 0.08]})
     cost = pd.DataFrame({"model": "m", "dataset": "cifar10", "layer": "penultimate",
                          "fraction": [0.05, 0.2], "unevenness": [0.2, 0.05], "null": 0.1,
                          "uneven": [True, False], "worst_class": "cat"})
     note = show.closing_note(cmp, side, lc, dr[dr.layer != "penultimate"])
-    assert "12.3% ± 0.4%" in note and "outside the paper's 5%" in note
+    assert "m (5,000 training images): 12.3% [11.9, 12.7] of the full accuracy (11.1 points)" \
+        in note and "outside the paper's 5%" in note
     assert "| paper (ICLR 2023) | ViT S-16 | 384 | 0.70 |" in note and "5000" in note
     assert "blocks.5:flat" in note
     text = show.findings(dr, cmp, R.scale_verdicts(lc), cost, dr[dr.layer != "penultimate"])
     assert "shrinks" in text and "1 of 1 pairs" in text and "blocks.5:flat 0.95 vs pooled 0.50" in text
+    assert "12.3% [11.9, 12.7]" in text
+    assert "In 1 of 3 layers some probes stopped at the iteration cap" in text
+    assert "iteration cap" not in show.findings(dr.assign(converged=1.0), cmp,
+                                                R.scale_verdicts(lc), cost, dr.iloc[:0])
     assert "1 of 1 backbone × dataset pairs" in show.cost_text(cost)

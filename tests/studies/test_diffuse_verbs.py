@@ -62,12 +62,15 @@ def test_reader_tables_are_the_former_cells():
     assert _html(show.redundancy_table(dr, deltas)) == _html(diffred.reader_table(
         dr[dr.layer == "penultimate"],
         ["model", "dataset", "dim", "full_accuracy", *[f"DR({d:g})" for d in deltas],
-         "gap_at_20pct", "gap_ci95"],
-        {"full_accuracy": "full acc.", "gap_at_20pct": "gap at 20%", "gap_ci95": "± CI"}, 2))
-    lc = curve[curve.method == "random"].assign(n_train=20, gap=lambda d: 1 - d.ratio)
+         "gap_at_20pct", "gap_lo", "gap_hi"], show.GAP_LABELS, 2))
+    short = dr.assign(converged=0.9)       # a share below 100% is shown
+    assert "converged" in _html(show.redundancy_table(short, deltas))
+    assert "converged" not in _html(show.redundancy_table(dr.assign(converged=1.0), deltas))
+    lc = curve[curve.method == "random"].assign(n_train=20, gap=lambda d: 1 - d.ratio,
+                                                gap_points=0.0, converged=1.0)
     assert _html(show.learning_curve_table(lc)) == _html(diffred.reader_table(
-        lc, ["model", "n_train", "fraction", "full_accuracy", "ratio", "ratio_ci95", "gap"],
-        {"n_train": "N train", "full_accuracy": "full acc.", "ratio_ci95": "± 95% CI"}))
+        lc, ["model", "n_train", "fraction", "full_accuracy", "gap", "gap_lo", "gap_hi",
+             "gap_points"], show.GAP_LABELS))
     cost = R.class_cost(vision.per_class)
     assert _html(show.class_cost_table(cost, [0.01, 0.05, 0.2])) == _html(diffred.reader_table(
         cost[(cost.layer == "penultimate") & cost.fraction.isin([0.01, 0.05, 0.2])],
@@ -85,31 +88,28 @@ def test_reader_tables_are_the_former_cells():
     assert list(layer_dr.layer) == ["penultimate", "blocks.5"]
     assert _html(show.layer_table(layer_dr, deltas)) == _html(diffred.reader_table(
         layer_dr, ["model", "dataset", "layer", "dim", "full_accuracy",
-                   *[f"DR({d:g})" for d in deltas], "gap_at_20pct"],
-        {"full_accuracy": "full acc.", "gap_at_20pct": "gap at 20%"}, 2))
+                   *[f"DR({d:g})" for d in deltas], "gap_at_20pct"], show.GAP_LABELS, 2))
     assert show.layer_figure(layer_dr).to_dict() == show.layer_chart(layer_dr).to_dict()
     assert "No intermediate stage" in show.layer_figure(layer_dr.iloc[:0]).data
 
 
-def test_paper_comparison_with_deviations_is_the_former_cell():
+def test_paper_comparison_with_deviations_names_each_rows_images():
     dr = pd.DataFrame({"model": ["m", "m"], "dataset": ["cifar10", "elpv"],
                        "layer": "penultimate", "dim": 1280, "full_accuracy": 0.9,
-                       "DR(0.9)": [0.8, 0.5], "gap_at_20pct": [0.03, 0.2], "gap_ci95": [0.01, 0.01]})
-    for n_per_class, resolution in ((500, 160), (6, None)):
-        new = show.with_deviations(R.paper_comparison(dr), n_per_class, resolution)
-        old = R.paper_comparison(dr)
-        protocol = (f"{n_per_class} train images/class, {resolution or 'native'} px, L-BFGS "
-                    f"probe on standardised features (paper: ResNet-50, all 50k images, 224 px, "
-                    f"SGD 100 epochs with augmentation)")
-        old["deviation"] = [protocol if q.startswith("gap") else
-                            "different backbone (paper row: its own model); same grid and "
-                            "5 seeds; DR by the book's threshold reading"
-                            for q in old.quantity]
-        pd.testing.assert_frame_equal(new, old)
+                       "DR(0.9)": [0.8, 0.5], "gap_at_20pct": [0.03, 0.2], "gap_lo": 0.02,
+                       "gap_hi": 0.04, "gap_points": 0.027, "n_train": 5000, "n_test": 10000})
+    for resolution in (160, None):
+        new = show.with_deviations(R.paper_comparison(dr), resolution)
+        gap, dr_row = new.iloc[0], new.iloc[1]
+        assert gap.deviation.startswith(f"5,000 train / 10,000 test images, "
+                                        f"{resolution or 'native'} px")
+        assert "ResNet-50, 50,000 / 10,000 images" in gap.deviation
+        assert dr_row.deviation.startswith("different backbone")
         assert _html(show.comparison_table(new)) == _html(diffred.reader_table(
-            old, ["quantity", "paper_model", "paper", "model", "this_run", "ci95", "verdict",
-                  "deviation"],
-            {"paper_model": "paper's model", "this_run": "this run", "ci95": "± CI"}))
+            new, ["quantity", "paper_model", "paper", "model", "this_run", "lo", "hi",
+                  "points", "verdict", "deviation"],
+            {"paper_model": "paper's model", "this_run": "this run", "lo": "95% low",
+             "hi": "95% high"}))
 
 
 def test_paper_backbones_and_subset_cka_table(monkeypatch):

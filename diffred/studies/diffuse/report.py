@@ -101,24 +101,38 @@ def layer_figure(dr: pd.DataFrame, delta: float = 0.9):
 
 
 # --------------------------------------------------------------------------- reader tables
+#: headers of the gap columns every reader table shares
+GAP_LABELS = {"n_train": "N train", "full_accuracy": "full acc.", "gap": "gap",
+              "gap_at_20pct": "gap at 20%", "gap_lo": "95% low", "gap_hi": "95% high",
+              "gap_points": "points", "converged": "converged"}
+
+
+def _converged_if_short(columns: list[str], table: pd.DataFrame) -> list[str]:
+    """``columns`` without ``converged`` when every probe of ``table`` converged (the column
+    is shown only when a share is below 100%)."""
+    short = "converged" in table and (table["converged"].dropna() < 1).any()
+    return [c for c in columns if c != "converged" or short]
+
+
 def learning_curve_table(lc: pd.DataFrame):
     """Reader's cut of :func:`~diffred.studies.diffuse.method.learning_curve`.
 
     Parameters
     ----------
     lc : DataFrame
-        Columns model, n_train, fraction, full_accuracy, ratio, ratio_ci95, gap (others are
-        left out).
+        Columns model, n_train, fraction, full_accuracy, gap, gap_lo, gap_hi, gap_points,
+        converged (others are left out).
 
     Returns
     -------
     Styler
-        Columns model, N train, fraction, full acc., ratio, ± 95% CI, gap; 3 decimals.
+        Columns model, N train, fraction, full acc., gap (relative), its 95% interval,
+        points (the gap in accuracy points) and, when a share is below 100%, converged;
+        3 decimals.
     """
-    return reader_table(lc, ["model", "n_train", "fraction", "full_accuracy", "ratio",
-                             "ratio_ci95", "gap"],
-                        {"n_train": "N train", "full_accuracy": "full acc.",
-                         "ratio_ci95": "± 95% CI"})
+    cols = ["model", "n_train", "fraction", "full_accuracy", "gap", "gap_lo", "gap_hi",
+            "gap_points", "converged"]
+    return reader_table(lc, _converged_if_short(cols, lc), GAP_LABELS)
 
 
 def redundancy_table(dr: pd.DataFrame, deltas):
@@ -128,20 +142,20 @@ def redundancy_table(dr: pd.DataFrame, deltas):
     ----------
     dr : DataFrame
         Columns model, dataset, layer, dim, full_accuracy, ``DR(δ)`` per δ, gap_at_20pct,
-        gap_ci95; only rows with ``layer == "penultimate"`` are shown.
+        gap_lo, gap_hi, converged; only rows with ``layer == "penultimate"`` are shown.
     deltas : list of float
         The δ whose ``DR(δ)`` columns are shown.
 
     Returns
     -------
     Styler
-        Columns model, dataset, dim, full acc., DR(δ)..., gap at 20%, ± CI; 2 decimals.
+        Columns model, dataset, dim, full acc., DR(δ)..., gap at 20%, its 95% interval and,
+        when a share is below 100%, converged; 2 decimals.
     """
-    return reader_table(dr[dr.layer == "penultimate"],
-                        ["model", "dataset", "dim", "full_accuracy",
-                         *[f"DR({d:g})" for d in deltas], "gap_at_20pct", "gap_ci95"],
-                        {"full_accuracy": "full acc.", "gap_at_20pct": "gap at 20%",
-                         "gap_ci95": "± CI"}, 2)
+    pen = dr[dr.layer == "penultimate"]
+    cols = ["model", "dataset", "dim", "full_accuracy", *[f"DR({d:g})" for d in deltas],
+            "gap_at_20pct", "gap_lo", "gap_hi", "converged"]
+    return reader_table(pen, _converged_if_short(cols, pen), GAP_LABELS, 2)
 
 
 def class_cost_table(cost: pd.DataFrame, fractions=(0.01, 0.05, 0.2)):
@@ -176,48 +190,53 @@ def layer_table(layer_dr: pd.DataFrame, deltas):
     Parameters
     ----------
     layer_dr : DataFrame
-        Columns model, dataset, layer, dim, full_accuracy, ``DR(δ)`` per δ, gap_at_20pct.
+        Columns model, dataset, layer, dim, full_accuracy, ``DR(δ)`` per δ, gap_at_20pct,
+        converged.
     deltas : list of float
         The δ whose ``DR(δ)`` columns are shown.
 
     Returns
     -------
     Styler
-        Columns model, dataset, layer, dim, full acc., DR(δ)..., gap at 20%; 2 decimals.
+        Columns model, dataset, layer, dim, full acc., DR(δ)..., gap at 20% and, when a share
+        is below 100%, converged; 2 decimals.
     """
-    return reader_table(layer_dr, ["model", "dataset", "layer", "dim", "full_accuracy",
-                                   *[f"DR({d:g})" for d in deltas], "gap_at_20pct"],
-                        {"full_accuracy": "full acc.", "gap_at_20pct": "gap at 20%"}, 2)
+    cols = ["model", "dataset", "layer", "dim", "full_accuracy",
+            *[f"DR({d:g})" for d in deltas], "gap_at_20pct", "converged"]
+    return reader_table(layer_dr, _converged_if_short(cols, layer_dr), GAP_LABELS, 2)
 
 
-def with_deviations(comparison: pd.DataFrame, n_per_class: int,
-                    resolution: int | None) -> pd.DataFrame:
+def _images(n) -> str:
+    return "?" if pd.isna(n) else f"{int(n):,}"
+
+
+def with_deviations(comparison: pd.DataFrame, resolution: int | None) -> pd.DataFrame:
     """:func:`~diffred.studies.diffuse.method.paper_comparison` with a ``deviation`` column:
     how this run's protocol differs from the paper's, per row.
 
     Parameters
     ----------
     comparison : DataFrame
-        Columns quantity, paper_model, paper, model, this_run, ci95, verdict, source.
-    n_per_class : int
-        Training images per class of this run.
+        Columns quantity, paper_model, paper, model, n_train, n_test, this_run, lo, hi,
+        points, verdict, source.
     resolution : int or None
         Input resolution of this run (None: native).
 
     Returns
     -------
     DataFrame
-        A copy of ``comparison`` with ``deviation`` (str) added: the probe protocol for the
-        "gap at ..." rows, the backbone and DR reading for the DR rows.
+        A copy of ``comparison`` with ``deviation`` (str) added: the row's training and test
+        images, resolution and probe for the "gap at ..." rows, the backbone and DR reading
+        for the DR rows.
     """
-    protocol = (f"{n_per_class} train images/class, {resolution or 'native'} px, L-BFGS "
-                f"probe on standardised features (paper: ResNet-50, all 50k images, 224 px, "
-                f"SGD 100 epochs with augmentation)")
     out = comparison.copy()
-    out["deviation"] = [protocol if q.startswith("gap") else
-                        "different backbone (paper row: its own model); same grid and "
-                        "5 seeds; DR by the book's threshold reading"
-                        for q in out.quantity]
+    out["deviation"] = [
+        f"{_images(r.n_train)} train / {_images(r.n_test)} test images, "
+        f"{resolution or 'native'} px, L-BFGS probe on standardised features (paper: "
+        f"ResNet-50, 50,000 / 10,000 images, 224 px, SGD with augmentation)"
+        if r.quantity.startswith("gap") else
+        "different backbone (paper row: its own model); same grid and 5 seeds; DR by the "
+        "book's threshold reading" for r in out.itertuples()]
     return out
 
 
@@ -227,22 +246,31 @@ def comparison_table(comparison: pd.DataFrame):
     Parameters
     ----------
     comparison : DataFrame
-        Columns quantity, paper_model, paper, model, this_run, ci95, verdict, deviation
-        (source is left out: it is in the saved table).
+        Columns quantity, paper_model, paper, model, this_run, lo, hi, points, verdict,
+        deviation (source, n_train and n_test are left out: the deviation names the images,
+        the saved table has them all).
 
     Returns
     -------
     Styler
-        Columns quantity, paper's model, paper, model, this run, ± CI, verdict, deviation;
-        3 decimals.
+        Columns quantity, paper's model, paper, model, this run, 95% low, 95% high, points,
+        verdict, deviation; 3 decimals.
     """
     return reader_table(comparison, ["quantity", "paper_model", "paper", "model",
-                                     "this_run", "ci95", "verdict", "deviation"],
+                                     "this_run", "lo", "hi", "points", "verdict",
+                                     "deviation"],
                         {"paper_model": "paper's model", "this_run": "this run",
-                         "ci95": "± CI"})
+                         "lo": "95% low", "hi": "95% high"})
 
 
 # --------------------------------------------------------------------------- closing note
+def _gap_text(gap, lo, hi, points) -> str:
+    """'9.2% [8.1, 10.3] of the full accuracy (8.4 points)': a relative gap, its interval
+    and the gap in accuracy points."""
+    return (f"{100 * gap:.1f}% [{_fmt(100 * lo, '.1f')}, {_fmt(100 * hi, '.1f')}] of the full "
+            f"accuracy ({100 * points:.1f} points)")
+
+
 def _fmt(v, spec=".2f") -> str:
     return "–" if v is None or (isinstance(v, float) and np.isnan(v)) else format(v, spec)
 
@@ -263,18 +291,19 @@ def closing_note(comparison: pd.DataFrame, side: pd.DataFrame, lc: pd.DataFrame 
     claim = CLAIMS.iloc[0]
     gaps = comparison[comparison["quantity"].str.startswith("gap at")]
     lines = [f"**Gap at {claim.fraction:.0%} of neurons on {claim.dataset}** — paper: within "
-             f"{claim.bound:.0%} for {claim.paper_model} ({NEURIPS}, Abstract). This run, "
-             "mean over seeds ± 95% CI:", ""]
+             f"{claim.bound:.0%} for {claim.paper_model} ({NEURIPS}, Abstract). This run, at "
+             "each backbone's largest training set, relative gap with its 95% paired-bootstrap "
+             "interval (test images and subsets resampled):", ""]
     for r in gaps.itertuples():
-        lines.append(f"- {r.model}: {100 * r.this_run:.1f}% ± {100 * r.ci95:.1f}% below the full "
-                     f"layer — {r.verdict} the paper's {r.paper:.0%}")
+        lines.append(f"- {r.model} ({_images(r.n_train)} training images): "
+                     f"{_gap_text(r.this_run, r.lo, r.hi, r.points)} — {r.verdict} the "
+                     f"paper's {r.paper:.0%}")
     if lc is not None and len(lc):
-        t = lc[np.isclose(lc["fraction"], 0.2)][["model", "n_train", "full_accuracy", "ratio",
-                                                 "ratio_ci95", "gap"]]
-        lines += ["", f"**Learning curve** ({lc['dataset'].iloc[0]}, ratio at 20% of neurons "
-                  "vs training-set size):", "", *_md_table(t.rename(columns={
-                      "n_train": "N train", "full_accuracy": "full acc.", "ratio_ci95": "± CI"}),
-                      ".3f")]
+        t = lc[np.isclose(lc["fraction"], 0.2)][["model", "n_train", "full_accuracy", "gap",
+                                                 "gap_lo", "gap_hi", "gap_points"]]
+        lines += ["", f"**Learning curve** ({lc['dataset'].iloc[0]}, relative gap at 20% of "
+                  "neurons vs training-set size):", "",
+                  *_md_table(t.rename(columns=GAP_LABELS), ".3f")]
     lines += ["", f"**DR(0.9), random subsets of the last layer** — paper rows: {ICLR_TABLE}; "
               "this run: threshold reading of DR (see Method):", "", *_md_table(side)]
     if layer_dr is not None and len(layer_dr):
@@ -347,15 +376,20 @@ def findings(dr: pd.DataFrame, comparison: pd.DataFrame, scale: pd.DataFrame,
                    f"{lo.dataset}).")
     gaps = comparison[comparison["quantity"].str.startswith("gap at")]
     if len(gaps):
-        parts = [f"{r.model} {100 * r.this_run:.1f}% ± {100 * r.ci95:.1f}% ({r.verdict})"
+        parts = [f"{r.model} at {_images(r.n_train)} training images "
+                 f"{_gap_text(r.this_run, r.lo, r.hi, r.points)}: {r.verdict}"
                  for r in gaps.itertuples()]
         out.append(f"With 20% of the neurons on CIFAR-10 the gap to the full layer is "
-                   f"{'; '.join(parts)} against the paper's 'within 5%' for ResNet-50.")
+                   f"{'; '.join(parts)} — against the paper's 'within 5%' for ResNet-50.")
     for r in scale.itertuples():
+        said = {"shrinks": "it shrinks", "grows": "it grows",
+                "no clear change": "the two intervals overlap: no clear change"}
         out.append(f"From {r.n_small:,} to {r.n_large:,} training images the 20% gap of "
-                   f"{r.model} goes from {100 * r.gap_small:.1f}% to {100 * r.gap_large:.1f}%: "
-                   f"it {r.verdict if r.verdict != 'no clear change' else 'shows no clear change'}"
-                   f" (margin {100 * r.margin:.1f} points).")
+                   f"{r.model} goes from {100 * r.gap_small:.1f}% "
+                   f"[{_fmt(100 * r.gap_small_lo, '.1f')}, {_fmt(100 * r.gap_small_hi, '.1f')}] "
+                   f"to {100 * r.gap_large:.1f}% [{_fmt(100 * r.gap_large_lo, '.1f')}, "
+                   f"{_fmt(100 * r.gap_large_hi, '.1f')}]: "
+                   f"{said.get(r.verdict, r.verdict)}.")
     pc = cost[cost["layer"] == "penultimate"].dropna(subset=["null"])
     if len(pc):
         f = _nearest(pc["fraction"], 0.05)
@@ -372,6 +406,14 @@ def findings(dr: pd.DataFrame, comparison: pd.DataFrame, scale: pd.DataFrame,
             bits.append(f"{r['layer']} {r[col]:.2f}" + (f" vs pooled {p:.2f}" if p is not None
                                                         else ""))
         out.append(f"Middle layers, DR({delta:g}): " + "; ".join(bits) + ".")
+    sweeps = pd.concat([dr, layer_dr]).drop_duplicates(["model", "dataset", "layer"])
+    short = sweeps[sweeps.get("converged", pd.Series(dtype=float)) < 1]
+    if len(short):
+        worst = short.loc[short["converged"].idxmin()]
+        out.append(f"In {len(short)} of {len(sweeps)} layers some probes stopped at the "
+                   f"iteration cap before converging (fewest converged: "
+                   f"{100 * worst.converged:.0f}%, {worst.model} on {worst.dataset}, "
+                   f"{worst.layer}).")
     if quick:
         out.append("*(Smoke-test scale: `quick = True`; these numbers are not the book's.)*")
     return " ".join(out)
