@@ -295,8 +295,10 @@ def closing_note(comparison: pd.DataFrame, side: pd.DataFrame, lc: pd.DataFrame 
              "each backbone's largest training set, relative gap with its 95% paired-bootstrap "
              "interval (test images and subsets resampled):", ""]
     for r in gaps.itertuples():
+        said = {"within": "within", "outside": "outside"}.get(
+            r.verdict, "inconclusive against (the interval straddles)")
         lines.append(f"- {r.model} ({_images(r.n_train)} training images): "
-                     f"{_gap_text(r.this_run, r.lo, r.hi, r.points)} — {r.verdict} the "
+                     f"{_gap_text(r.this_run, r.lo, r.hi, r.points)} — {said} the "
                      f"paper's {r.paper:.0%}")
     if lc is not None and len(lc):
         t = lc[np.isclose(lc["fraction"], 0.2)][["model", "n_train", "full_accuracy", "gap",
