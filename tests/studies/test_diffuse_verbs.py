@@ -60,17 +60,19 @@ def test_reader_tables_are_the_former_cells():
     deltas = [0.8, 0.9, 0.95]
     dr = R.dr_table(curve, deltas)
     assert _html(show.redundancy_table(dr, deltas)) == _html(diffred.reader_table(
-        dr[dr.layer == "penultimate"],
+        show.with_interval(dr[dr.layer == "penultimate"], digits=2),
         ["model", "dataset", "dim", "full_accuracy", *[f"DR({d:g})" for d in deltas],
-         "gap_at_20pct", "gap_lo", "gap_hi"], show.GAP_LABELS, 2))
+         "gap_at_20pct", "interval"], show.GAP_LABELS, 2))
+    both = show.with_interval(pd.DataFrame({"gap_lo": [0.01, np.nan], "gap_hi": [0.03, 0.1]}))
+    assert list(both.interval) == ["[0.010,\u00a00.030]", "–"]   # one cell, one line
     short = dr.assign(converged=0.9)       # a share below 100% is shown
     assert "converged" in _html(show.redundancy_table(short, deltas))
     assert "converged" not in _html(show.redundancy_table(dr.assign(converged=1.0), deltas))
     lc = curve[curve.method == "random"].assign(n_train=20, gap=lambda d: 1 - d.ratio,
                                                 gap_points=0.0, converged=1.0)
     assert _html(show.learning_curve_table(lc)) == _html(diffred.reader_table(
-        lc, ["model", "n_train", "fraction", "full_accuracy", "gap", "gap_lo", "gap_hi",
-             "gap_points"], show.GAP_LABELS))
+        show.with_interval(lc), ["model", "n_train", "fraction", "full_accuracy", "gap",
+                                 "interval", "gap_points"], show.GAP_LABELS))
     cost = R.class_cost(vision.per_class)
     assert _html(show.class_cost_table(cost, [0.01, 0.05, 0.2])) == _html(diffred.reader_table(
         cost[(cost.layer == "penultimate") & cost.fraction.isin([0.01, 0.05, 0.2])],
@@ -106,10 +108,11 @@ def test_paper_comparison_with_deviations_names_each_rows_images():
         assert "ResNet-50, 50,000 / 10,000 images" in gap.deviation
         assert dr_row.deviation.startswith("different backbone")
         assert _html(show.comparison_table(new)) == _html(diffred.reader_table(
-            new, ["quantity", "paper_model", "paper", "model", "this_run", "lo", "hi",
-                  "points", "verdict", "deviation"],
-            {"paper_model": "paper's model", "this_run": "this run", "lo": "95% low",
-             "hi": "95% high"}))
+            show.with_interval(new, "lo", "hi"),
+            ["quantity", "paper_model", "paper", "model", "this_run", "interval", "points",
+             "verdict", "deviation"],
+            {"paper_model": "paper's model", "this_run": "this run",
+             "interval": "95% interval"}))
 
 
 def test_paper_backbones_and_subset_cka_table(monkeypatch):

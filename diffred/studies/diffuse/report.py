@@ -103,8 +103,21 @@ def layer_figure(dr: pd.DataFrame, delta: float = 0.9):
 # --------------------------------------------------------------------------- reader tables
 #: headers of the gap columns every reader table shares
 GAP_LABELS = {"n_train": "N train", "full_accuracy": "full acc.", "gap": "gap",
-              "gap_at_20pct": "gap at 20%", "gap_lo": "95% low", "gap_hi": "95% high",
+              "gap_at_20pct": "gap at 20%", "interval": "95% interval",
               "gap_points": "points", "converged": "converged"}
+
+
+def with_interval(table: pd.DataFrame, lo: str = "gap_lo", hi: str = "gap_hi",
+                  digits: int = 3) -> pd.DataFrame:
+    """``table`` with an ``interval`` column "[lo, hi]" (one cell, kept on one line; "–"
+    without an interval), so a reader table spends one column on it."""
+    def cell(a, b):
+        if pd.isna(a) or pd.isna(b):
+            return "–"
+        return f"[{a:.{digits}f},\u00a0{b:.{digits}f}]"
+    missing = pd.Series(np.nan, index=table.index)
+    return table.assign(interval=[cell(a, b) for a, b in zip(table.get(lo, missing),
+                                                              table.get(hi, missing))])
 
 
 def _converged_if_short(columns: list[str], table: pd.DataFrame) -> list[str]:
@@ -126,13 +139,13 @@ def learning_curve_table(lc: pd.DataFrame):
     Returns
     -------
     Styler
-        Columns model, N train, fraction, full acc., gap (relative), its 95% interval,
-        points (the gap in accuracy points) and, when a share is below 100%, converged;
-        3 decimals.
+        Columns model, N train, fraction, full acc., gap (relative), its 95% interval (one
+        cell), points (the gap in accuracy points) and, when a share is below 100%,
+        converged; 3 decimals.
     """
-    cols = ["model", "n_train", "fraction", "full_accuracy", "gap", "gap_lo", "gap_hi",
-            "gap_points", "converged"]
-    return reader_table(lc, _converged_if_short(cols, lc), GAP_LABELS)
+    cols = ["model", "n_train", "fraction", "full_accuracy", "gap", "interval", "gap_points",
+            "converged"]
+    return reader_table(with_interval(lc), _converged_if_short(cols, lc), GAP_LABELS)
 
 
 def redundancy_table(dr: pd.DataFrame, deltas):
@@ -152,9 +165,9 @@ def redundancy_table(dr: pd.DataFrame, deltas):
         Columns model, dataset, dim, full acc., DR(δ)..., gap at 20%, its 95% interval and,
         when a share is below 100%, converged; 2 decimals.
     """
-    pen = dr[dr.layer == "penultimate"]
+    pen = with_interval(dr[dr.layer == "penultimate"], digits=2)
     cols = ["model", "dataset", "dim", "full_accuracy", *[f"DR({d:g})" for d in deltas],
-            "gap_at_20pct", "gap_lo", "gap_hi", "converged"]
+            "gap_at_20pct", "interval", "converged"]
     return reader_table(pen, _converged_if_short(cols, pen), GAP_LABELS, 2)
 
 
@@ -253,14 +266,14 @@ def comparison_table(comparison: pd.DataFrame):
     Returns
     -------
     Styler
-        Columns quantity, paper's model, paper, model, this run, 95% low, 95% high, points,
+        Columns quantity, paper's model, paper, model, this run, 95% interval, points,
         verdict, deviation; 3 decimals.
     """
-    return reader_table(comparison, ["quantity", "paper_model", "paper", "model",
-                                     "this_run", "lo", "hi", "points", "verdict",
-                                     "deviation"],
+    return reader_table(with_interval(comparison, "lo", "hi"),
+                        ["quantity", "paper_model", "paper", "model", "this_run", "interval",
+                         "points", "verdict", "deviation"],
                         {"paper_model": "paper's model", "this_run": "this run",
-                         "lo": "95% low", "hi": "95% high"})
+                         "interval": "95% interval"})
 
 
 # --------------------------------------------------------------------------- closing note
@@ -301,8 +314,8 @@ def closing_note(comparison: pd.DataFrame, side: pd.DataFrame, lc: pd.DataFrame 
                      f"{_gap_text(r.this_run, r.lo, r.hi, r.points)} — {said} the "
                      f"paper's {r.paper:.0%}")
     if lc is not None and len(lc):
-        t = lc[np.isclose(lc["fraction"], 0.2)][["model", "n_train", "full_accuracy", "gap",
-                                                 "gap_lo", "gap_hi", "gap_points"]]
+        t = with_interval(lc[np.isclose(lc["fraction"], 0.2)])[
+            ["model", "n_train", "full_accuracy", "gap", "interval", "gap_points"]]
         lines += ["", f"**Learning curve** ({lc['dataset'].iloc[0]}, relative gap at 20% of "
                   "neurons vs training-set size):", "",
                   *_md_table(t.rename(columns=GAP_LABELS), ".3f")]
