@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from diffred.studies.diffuse import method as R
+from diffred.studies.diffuse import paper as P
 
 
 # --------------------------------------------------------------------------- subsets
@@ -84,7 +85,6 @@ def test_diffuse_redundancy_threshold_reading_differs_from_closest():
 
 # --------------------------------------------------------------------------- paper constants
 def test_every_paper_constant_has_a_source_and_unsourced_ones_are_gone():
-    from diffred.studies.diffuse import paper as P
     table = P.constants_table()
     assert len(table) >= 12 + 1 + len(P.PROTOCOL) + len(P.PAPER_MODELS)
     assert table["source"].map(lambda s: isinstance(s, str) and len(s.strip()) > 10).all()
@@ -106,29 +106,29 @@ def test_paper_comparison_and_side_by_side_tables():
                        "layer": "penultimate", "dim": 1280, "full_accuracy": 0.9,
                        "DR(0.9)": [0.8, 0.5], "gap_at_20pct": [0.03, 0.2], "gap_lo": 0.02,
                        "gap_hi": 0.04, "gap_points": 0.027, "n_train": 5000, "n_test": 10000})
-    cmp = R.paper_comparison(dr)
+    cmp = P.paper_comparison(dr)
     gap = cmp[cmp.quantity.str.startswith("gap")].iloc[0]
     assert gap.paper == 0.05 and gap.this_run == 0.03 and gap.verdict == "within"
     assert (gap.lo, gap.hi, gap.points, gap.n_train) == (0.02, 0.04, 0.027, 5000)
     drs = cmp[cmp.quantity.str.startswith("DR")]
     assert len(drs) == 3 and (drs.this_run == 0.8).all() and cmp.source.str.len().gt(0).all()
     # the verdict reads the interval, not the point: straddling 5% is inconclusive
-    assert R.paper_comparison(dr.assign(gap_lo=0.045, gap_hi=0.06)).verdict.iloc[0] == \
+    assert P.paper_comparison(dr.assign(gap_lo=0.045, gap_hi=0.06)).verdict.iloc[0] == \
         "inconclusive"
-    assert R.paper_comparison(dr.assign(gap_lo=0.06, gap_hi=0.08)).verdict.iloc[0] == "outside"
+    assert P.paper_comparison(dr.assign(gap_lo=0.06, gap_hi=0.08)).verdict.iloc[0] == "outside"
     # one subset seed: no interval, no verdict
-    assert R.paper_comparison(dr.assign(gap_lo=np.nan, gap_hi=np.nan)).verdict.iloc[0] == \
+    assert P.paper_comparison(dr.assign(gap_lo=np.nan, gap_hi=np.nan)).verdict.iloc[0] == \
         "inconclusive"
     # the headline is read at the largest training set measured: the learning curve's 50,000
     lc = pd.DataFrame({"model": "m", "dataset": "cifar10", "fraction": [0.2, 0.2, 0.05],
                        "n_train": [1500, 50000, 50000], "n_test": 10000,
                        "gap": [0.14, 0.045, 0.2], "gap_lo": [0.13, 0.04, 0.19],
                        "gap_hi": [0.15, 0.049, 0.21], "gap_points": [0.12, 0.04, 0.18]})
-    at = R.paper_comparison(dr, lc).iloc[0]
+    at = P.paper_comparison(dr, lc).iloc[0]
     assert (at.n_train, at.this_run, at.verdict) == (50000, 0.045, "within")
-    small = R.paper_comparison(dr, lc[lc.n_train < 5000]).iloc[0]
+    small = P.paper_comparison(dr, lc[lc.n_train < 5000]).iloc[0]
     assert (small.n_train, small.this_run) == (5000, 0.03)          # the main table's 5,000
-    side = R.dr_side_by_side(dr)
+    side = P.dr_side_by_side(dr)
     assert list(side.columns) == ["source", "model", "dim", "CIFAR10", "CIFAR100", "Flowers",
                                   "Oxford-IIIT-Pets"]
     ours = side[side.source == "this run"].iloc[0]
@@ -307,7 +307,6 @@ def test_paper_models_preset_runs_offline_with_random_init(monkeypatch, tmp_path
     import timm
 
     from diffred.core.models import load_model
-    from diffred.studies.diffuse import paper as P
     monkeypatch.setenv("DIFFRED_CACHE", str(tmp_path))
     real = timm.create_model
     monkeypatch.setattr(timm, "create_model",
@@ -357,8 +356,8 @@ def test_closing_note_and_findings_are_computed_from_the_tables():
                        "gap_at_20pct": [0.123, 0.01, 0.2], "gap_lo": 0.119, "gap_hi": 0.127,
                        "gap_points": 0.111, "n_train": 5000, "n_test": 10000,
                        "converged": [1.0, 0.96, 1.0]})
-    cmp = R.paper_comparison(dr)
-    side = R.dr_side_by_side(dr)
+    cmp = P.paper_comparison(dr)
+    side = P.dr_side_by_side(dr)
     lc = pd.DataFrame({"model": "m", "dataset": "cifar10", "n_per_class": [150, 500],
                        "n_train": [1500, 5000], "fraction": 0.2, "full_accuracy": [0.8, 0.85],
                        "accuracy": [0.7, 0.77], "ratio": [0.875, 0.906], "gap": [0.125, 0.094],

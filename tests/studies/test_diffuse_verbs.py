@@ -9,6 +9,7 @@ import pandas as pd
 
 import diffred
 from diffred.studies.diffuse import method as R
+from diffred.studies.diffuse import paper as P
 from diffred.studies.diffuse import report as show
 from diffred.studies.diffuse import runs
 from diffred.studies.diffuse.paper import PAPER_MODELS
@@ -101,7 +102,7 @@ def test_paper_comparison_with_deviations_names_each_rows_images():
                        "DR(0.9)": [0.8, 0.5], "gap_at_20pct": [0.03, 0.2], "gap_lo": 0.02,
                        "gap_hi": 0.04, "gap_points": 0.027, "n_train": 5000, "n_test": 10000})
     for resolution in (160, None):
-        new = show.with_deviations(R.paper_comparison(dr), resolution)
+        new = show.with_deviations(P.paper_comparison(dr), resolution)
         gap, dr_row = new.iloc[0], new.iloc[1]
         assert gap.deviation.startswith(f"5,000 train / 10,000 test images, "
                                         f"{resolution or 'native'} px")

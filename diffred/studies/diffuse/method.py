@@ -12,9 +12,9 @@ principal components or by a random projection to k dimensions (k *directions*, 
 Verbs: :func:`sweep` (all probes of one layer, batched through :func:`diffred.probe_accuracy`),
 :func:`run_sweeps` (backbones x datasets x layers, from the shared feature cache),
 :func:`accuracy_curve`, :func:`dr_table`, :func:`learning_curve`, :func:`pareto_frontier`,
-:func:`class_cost` (with its resampling null :func:`unevenness_null`), :func:`subset_cka`,
-:func:`paper_comparison`, :func:`dr_side_by_side`, and the ``*_chart`` builders (Altair).
-The paper's numbers and their sources: :mod:`diffred.studies.diffuse.paper`.
+:func:`class_cost` (with its resampling null :func:`unevenness_null`) and :func:`subset_cka`.
+The paper's numbers, their sources and this run read against them (``paper_comparison``,
+``dr_side_by_side``): :mod:`diffred.studies.diffuse.paper`.
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ import pandas as pd
 from diffred.core.errors import check_choice
 from diffred.core.stats import t95
 from diffred.core.verdicts import INCONCLUSIVE, Change, declared, side
-from diffred.studies.diffuse.paper import CLAIMS, PAPER_DR90, PROTOCOL
+from diffred.studies.diffuse.paper import PROTOCOL
 
 CHAPTER = "01_diffuse_redundancy"
 
@@ -574,101 +574,3 @@ def subset_cka(X, sizes=CKA_SIZES, seeds=range(5), debiased: bool = True
             idx = random_neurons(D, size / D, seed)
             rows.append((size, size / D, int(seed), linear_cka(X[:, idx], X, debiased=debiased)))
     return pd.DataFrame(rows, columns=["size", "fraction", "seed", "cka"])
-
-
-# --------------------------------------------------------------------------- the paper
-@declared("ch1 gap at 20% of neurons", "1",
-          """Per model, on CIFAR-10's penultimate layer at the largest training set measured
-          for that model: the relative gap 1 − (mean accuracy of random 20% subsets / accuracy
-          of the full layer) with its 95% paired-bootstrap interval, resampling the test
-          images (the same for both probes, so the full-layer probe's test noise enters) and
-          the subset seeds.  "within" the paper's 5% when the interval lies below 0.05,
-          "outside" when it lies above, else "inconclusive".  Relative: 5% of the full layer's
-          accuracy, not 5 points (the points are shown beside).""",
-          fixed="2026-12-01",
-          changes=[Change("2026-12-03", "the 95% t-interval over the 5 subset seeds at 500 "
-                          "images per class, full-layer probe and 1,000 test images treated as "
-                          "exact",
-                          "near the bound the test images' sampling noise (about a point) made "
-                          "the verdict falsely decisive, and the verdict was read where the "
-                          "book's data are furthest from the paper's 50,000 images (issue 27); "
-                          "'unclear' renamed 'inconclusive', the book's word",
-                          True)])
-def _gap_verdict(lo: float, hi: float, bound: float) -> str:
-    """'within' / 'outside' the paper's bound when the 95% interval [lo, hi] is on one side,
-    else 'inconclusive' (also without an interval)."""
-    return {"below": "within", "above": "outside"}.get(side(lo, hi, bound), INCONCLUSIVE)
-
-
-_COMPARISON = ["quantity", "paper_model", "paper", "model", "n_train", "n_test", "this_run",
-               "lo", "hi", "points", "verdict", "source"]
-
-
-def _largest_training_set(dr: pd.DataFrame, lc: pd.DataFrame | None, dataset: str,
-                          fraction: float) -> pd.DataFrame:
-    """Per model, the gap row at ``fraction`` on ``dataset`` with the most training images:
-    from the learning curve ``lc`` or the main table ``dr`` (penultimate layer)."""
-    cols = ["model", "n_train", "n_test", "gap", "gap_lo", "gap_hi", "gap_points"]
-    main = dr[(dr["layer"] == "penultimate") & (dr["dataset"] == dataset)].rename(
-        columns={"gap_at_20pct": "gap"})
-    parts = [main.reindex(columns=cols)] if np.isclose(fraction, 0.2) else []
-    if lc is not None and len(lc):
-        at = lc[(lc["dataset"] == dataset) & np.isclose(lc["fraction"], fraction)]
-        parts.append(at.reindex(columns=cols))
-    rows = pd.concat(parts, ignore_index=True)
-    order = list(dict.fromkeys(rows["model"]))
-    best = rows.sort_values("n_train", kind="stable").groupby("model").tail(1)
-    return best.set_index("model").loc[order].reset_index()
-
-
-def paper_comparison(dr: pd.DataFrame, lc: pd.DataFrame | None = None) -> pd.DataFrame:
-    """The paper's sourced numbers next to this run's (random subsets, penultimate layer):
-    the headline bound (gap at 20% ≤ 5% on CIFAR-10) per backbone at its largest training
-    set measured (the learning curve ``lc`` where it reaches further than ``dr``), with the
-    verdict of :func:`_gap_verdict`; and, per paper row of the δ = 0.9 table on a dataset
-    this book ships, this run's DR(0.9) for each backbone.  Columns: quantity, paper_model,
-    paper, model, n_train, n_test, this_run, lo, hi (its 95% interval), points (the gap in
-    accuracy points), verdict, source."""
-    pen = dr[dr["layer"] == "penultimate"]
-    rows = []
-    for claim in CLAIMS.itertuples():
-        for r in _largest_training_set(dr, lc, claim.dataset, claim.fraction).itertuples():
-            rows.append({"quantity": f"gap at {claim.fraction:.0%} of neurons, {claim.dataset}",
-                         "paper_model": claim.paper_model, "paper": claim.bound,
-                         "model": r.model, "n_train": r.n_train, "n_test": r.n_test,
-                         "this_run": r.gap, "lo": r.gap_lo, "hi": r.gap_hi,
-                         "points": r.gap_points,
-                         "verdict": _gap_verdict(r.gap_lo, r.gap_hi, claim.bound),
-                         "source": claim.source})
-    if "DR(0.9)" in pen.columns:
-        for p in PAPER_DR90[PAPER_DR90["dataset"].notna()].itertuples():
-            for r in pen[pen["dataset"] == p.dataset].itertuples():
-                rows.append({"quantity": f"DR(0.9), {p.dataset}", "paper_model": p.paper_model,
-                             "paper": p.DR, "model": r.model,
-                             "n_train": pen.loc[r.Index].get("n_train", np.nan),
-                             "n_test": pen.loc[r.Index].get("n_test", np.nan),
-                             "this_run": pen.loc[r.Index, "DR(0.9)"], "lo": np.nan,
-                             "hi": np.nan, "points": np.nan, "verdict": "",
-                             "source": p.source})
-    return pd.DataFrame(rows, columns=_COMPARISON)
-
-
-def dr_side_by_side(dr: pd.DataFrame) -> pd.DataFrame:
-    """The paper's δ = 0.9 table (ICLR 2023 submission, the rows that could be read) with
-    this run's backbones as extra rows, in the paper's columns: one row per model, columns
-    source, model, dim, then DR(0.9) on CIFAR10, CIFAR100, Flowers, Oxford-IIIT-Pets (NaN
-    where this book has no such dataset offline)."""
-    paper = PAPER_DR90.pivot_table(index=["paper_model", "dim"], columns="paper_dataset",
-                                   values="DR", sort=False).reset_index()
-    paper = paper.rename(columns={"paper_model": "model"}).assign(source="paper (ICLR 2023)")
-    cols = list(PAPER_DR90["paper_dataset"].unique())
-    ds = dict(zip(PAPER_DR90["paper_dataset"], PAPER_DR90["dataset"]))
-    pen = dr[dr["layer"] == "penultimate"] if "DR(0.9)" in dr.columns else dr.iloc[:0]
-    pen = pen[pen["dataset"].isin([d for d in ds.values() if d])]   # the paper's tasks only
-    ours = []
-    for model, g in pen.groupby("model", sort=False):
-        at = g.set_index("dataset")["DR(0.9)"]
-        ours.append({"model": model, "dim": int(g["dim"].iloc[0]), "source": "this run",
-                     **{c: at.get(ds[c], np.nan) if ds[c] else np.nan for c in cols}})
-    return pd.concat([paper, pd.DataFrame(ours)], ignore_index=True)[
-        ["source", "model", "dim", *cols]]

@@ -224,7 +224,7 @@ def _images(n) -> str:
 
 
 def with_deviations(comparison: pd.DataFrame, resolution: int | None) -> pd.DataFrame:
-    """:func:`~diffred.studies.diffuse.method.paper_comparison` with a ``deviation`` column:
+    """:func:`~diffred.studies.diffuse.paper.paper_comparison` with a ``deviation`` column:
     how this run's protocol differs from the paper's, per row.
 
     Parameters
