@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from diffred.core.errors import check_choice
-from diffred.core.stats import t95
+from diffred.core.stats import paired_gap_bootstrap, t95
 from diffred.core.verdicts import INCONCLUSIVE, Change, declared, side
 from diffred.studies.diffuse.paper import PROTOCOL
 
@@ -192,7 +192,6 @@ def gap_intervals(runs: pd.DataFrame, correct: np.ndarray) -> pd.DataFrame:
     by :func:`diffred.core.stats.paired_gap_bootstrap` over the test images (the full probe's
     too) and the subset seeds.  ``correct`` (rows of ``runs``, M): each probe's test hits;
     row 0 is the full layer.  NaN for the full layer and for views with one seed (PCA)."""
-    from diffred.core.stats import paired_gap_bootstrap
     runs = runs.assign(**{c: np.nan for c in GAP_INTERVALS})
     for _, rows in runs[runs["method"] != "full"].groupby(["method", "fraction"]):
         if len(rows) < 2:
@@ -421,7 +420,7 @@ def learning_curve(models, dataset: str, n_per_class, *, fractions=(0.05, 0.2),
         cur = accuracy_curve(res.runs)
         full = cur[cur["method"] == "full"].set_index("model")["converged"]
         cur = cur[(cur["method"] == "random") & cur["fraction"].isin(fractions)]
-        # the share over the sweep's probes: the subsets' and the full layer's (one probe)
+        # the share over the probes each gap compares: this fraction's subsets and the full layer
         cur = cur.assign(converged=(cur["converged"] * cur["seeds"] + cur["model"].map(full))
                          / (cur["seeds"] + 1))
         out.append(cur.assign(n_per_class=int(n)))

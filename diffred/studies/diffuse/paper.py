@@ -174,8 +174,8 @@ def paper_comparison(dr: pd.DataFrame, lc: pd.DataFrame | None = None) -> pd.Dat
             for r in pen[pen["dataset"] == p.dataset].itertuples():
                 rows.append({"quantity": f"DR(0.9), {p.dataset}", "paper_model": p.paper_model,
                              "paper": p.DR, "model": r.model,
-                             "n_train": pen.loc[r.Index].get("n_train", np.nan),
-                             "n_test": pen.loc[r.Index].get("n_test", np.nan),
+                             "n_train": getattr(r, "n_train", np.nan),
+                             "n_test": getattr(r, "n_test", np.nan),
                              "this_run": pen.loc[r.Index, "DR(0.9)"], "lo": np.nan,
                              "hi": np.nan, "points": np.nan, "verdict": "",
                              "source": p.source})

@@ -308,8 +308,7 @@ def closing_note(comparison: pd.DataFrame, side: pd.DataFrame, lc: pd.DataFrame 
              "each backbone's largest training set, relative gap with its 95% paired-bootstrap "
              "interval (test images and subsets resampled):", ""]
     for r in gaps.itertuples():
-        said = {"within": "within", "outside": "outside"}.get(
-            r.verdict, "inconclusive against (the interval straddles)")
+        said = r.verdict if r.verdict in ("within", "outside") else "inconclusive against"
         lines.append(f"- {r.model} ({_images(r.n_train)} training images): "
                      f"{_gap_text(r.this_run, r.lo, r.hi, r.points)} — {said} the "
                      f"paper's {r.paper:.0%}")
