@@ -108,6 +108,16 @@ def check_03(t: dict, p: dict):
     assert _one_row_per(masks, ["model", "dataset", "classifier", "shots", "method"])
     assert np.allclose(masks[masks.method == "no mask"].gain, 0)
     assert len(t["closing_summary"]) == len(p["models"]) * len(p["datasets"])
+    # the 1% verdicts: an equivalence test whose 90% interval brackets the difference; the
+    # fewest-shot cells carry the pool's spread where a half can serve them
+    v = t["one_percent_verdict"]
+    assert set(v.verdict) <= {"recovers", "above full", "below full", "inconclusive"}
+    assert ((v.tost_lo <= v.difference) & (v.difference <= v.tost_hi)).all()
+    spread = t["pool_spread"]
+    assert (spread.pool_se >= 0).all() and set(spread.shots) == {min(p["shots"])}
+    assert set(v[v.interval_over == "episodes and pool"].shots) <= {min(p["shots"])}
+    cmp = t["paper_vs_run"]
+    assert set(cmp.verdict) <= {"yes", "no", "inconclusive"} and cmp.rule.notna().all()
 
 
 def check_04(t: dict, p: dict):

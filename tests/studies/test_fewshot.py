@@ -20,6 +20,7 @@ from diffred.studies.fewshot.method import (
     sample_episodes,
     two_way_importance,
 )
+from diffred.studies.fewshot.resample import half_indices, pool_spread
 from diffred.studies.fewshot.runs import select_mask_settings
 
 
@@ -217,18 +218,84 @@ def test_gaussian_simulation_shows_the_theory():
     assert (sim.data == "simulated (Gaussian model)").all()
 
 
-def test_one_percent_verdict_rule():
+def _cells(diffs, ci=0.01, shots=None):
+    """fraction_curves rows: per cell the 1% row (difference ``d``) and the all-dims row."""
     rows = []
-    for shots, diff in ((1, 0.05), (5, -0.001), (10, -0.05)):
+    for i, diff in enumerate(diffs):
         for f, acc, d in ((0.01, 0.5 + diff, diff), (1.0, 0.5, 0.0)):
-            rows.append({"model": "m", "dataset": "d", "n_way": 5, "shots": shots,
-                         "ranking": "oracle", "fraction_requested": f, "k": 13 if f < 1 else
-                         1280, "accuracy": acc, "ci95": 0.01, "diff_full": d,
-                         "diff_full_ci95": 0.01, "n_episodes": 600})
-    v = fewshot_paper.one_percent_verdict(pd.DataFrame(rows))
-    assert list(v.verdict) == ["above full", "recovers (within CI)", "below full"]
+            rows.append({"model": "m", "dataset": f"d{i}", "n_way": 5,
+                         "shots": shots[i] if shots else 1, "ranking": "oracle",
+                         "fraction_requested": f, "k": 13 if f < 1 else 1280, "accuracy": acc,
+                         "ci95": ci, "diff_full": d, "diff_full_ci95": ci, "n_episodes": 600})
+    return pd.DataFrame(rows)
+
+
+def test_one_percent_verdict_is_an_equivalence_test():
+    """Inside the ±1-point margin with a tight interval: "recovers" (even when significantly
+    below 0); a noisy cell that covers 0: "inconclusive", not "recovers"; clear effects beyond
+    the margin: "above full" / "below full"."""
+    v = fewshot_paper.one_percent_verdict(_cells([0.0, -0.004, 0.0, 0.05, -0.05],
+                                                 shots=[1, 1, 1, 1, 1]).assign(
+        diff_full_ci95=lambda t: np.where(t.dataset == "d2", 0.03, 0.002)))
+    assert list(v.verdict) == ["recovers", "recovers", "inconclusive", "above full",
+                               "below full"]
+    assert list(v.reproduced) == [True, True, False, True, False]
+    assert (v.tost_lo < v.difference).all() and (v.difference < v.tost_hi).all()
     with pytest.raises(ValueError, match="no fraction 0.02"):
-        fewshot_paper.one_percent_verdict(pd.DataFrame(rows), 0.02)
+        fewshot_paper.one_percent_verdict(_cells([0.0]), fraction=0.02)
+
+
+def test_the_claim_needs_a_cell_that_survives_the_family_correction():
+    """A cell that holds at 5% but not at 5%/n (n cells): one of n cannot make the claim."""
+    tight = fewshot_paper.one_percent_verdict(_cells([0.0, -0.05], ci=0.002))
+    assert fewshot_paper.claim_one_verdict(tight) == "yes"
+    edge = fewshot_paper.one_percent_verdict(_cells([0.006] + [-0.05] * 9, ci=0.005))
+    assert edge.verdict.iloc[0] == "above full" and edge.reproduced.sum() == 1
+    assert fewshot_paper.claim_one_verdict(edge) == "inconclusive"
+    below = fewshot_paper.one_percent_verdict(_cells([-0.05, -0.04], ci=0.002))
+    assert fewshot_paper.claim_one_verdict(below) == "no"
+
+
+def test_fade_contrast_reads_the_slope_on_log_shots():
+    fading = fewshot_paper.one_percent_verdict(pd.concat(
+        [_cells([0.04 - 0.01 * np.log2(k) + e], shots=[k]).assign(dataset=f"d{j}")
+         for j, e in enumerate((0.0, 0.003, -0.002)) for k in (1, 2, 4, 8)]))
+    f = fewshot_paper.fade_contrast(fading)
+    assert f["n_pairs"] == 3 and f["mean"] == pytest.approx(-0.01, abs=1e-9)
+    assert f["verdict"] == "yes" and f["hi"] < 0
+    growing = fading.assign(difference=-fading.difference)
+    assert fewshot_paper.fade_contrast(growing)["verdict"] == "no"
+    one_pair = fading[fading.dataset == "d0"]
+    assert fewshot_paper.fade_contrast(one_pair)["verdict"] == "inconclusive"
+
+
+def test_confounder_enrichment_by_fisher():
+    rng = np.random.default_rng(0)
+    n = 400
+    within, centroid = rng.uniform(size=n), rng.uniform(size=n)
+    quadrant = (within > np.median(within)) & (centroid < np.median(centroid))
+    helps = quadrant & (rng.uniform(size=n) < 0.5)          # helpers only in the quadrant
+    conf = pd.DataFrame(dict(within_var=within, centroid_dist=centroid,
+                             q_value=np.where(helps, 0.01, 0.5),
+                             delta_accuracy=np.where(helps, 0.01, 0.0)))
+    e = fewshot_paper.confounder_enrichment(conf)
+    assert e["verdict"] == "yes" and e["lo"] > 1 and e["p_value"] < 1e-6
+    assert e["table"].sum() == n
+    scattered = conf.assign(q_value=np.where(rng.uniform(size=n) < 0.1, 0.01, 0.5),
+                            delta_accuracy=0.01)
+    assert fewshot_paper.confounder_enrichment(scattered)["verdict"] == "inconclusive"
+    none = conf.assign(q_value=0.5)
+    assert fewshot_paper.confounder_enrichment(none)["verdict"] == "inconclusive"
+
+
+def test_mask_gain_verdict_over_cells():
+    def masks(gains):
+        return pd.DataFrame(dict(method="soft mask (support)", shots=1, shrink=0.3, gain=gains))
+    assert fewshot_paper.mask_gain_verdict(masks([0.02, 0.03, 0.025, 0.018]))["verdict"] == "yes"
+    assert fewshot_paper.mask_gain_verdict(masks([-0.02, -0.03, -0.025]))["verdict"] == "no"
+    assert fewshot_paper.mask_gain_verdict(masks([0.05, -0.04, 0.01]))["verdict"] == \
+        "inconclusive"
+    assert fewshot_paper.mask_gain_verdict(masks([0.05]))["verdict"] == "inconclusive"
 
 
 # --------------------------------------------------------------------------- held-out selection
@@ -306,3 +373,49 @@ def test_precursor_two_way_runs_and_reports_paired_gain(tiny_pool):
                                      n_episodes=30, ci_ddof=0)
     table = fewshot_report.precursor_table(pre, curves)
     assert len(table) == 1 and "top 1% vs all" in table.columns
+
+
+# --------------------------------------------------------------------------- the pool's share
+def _gaussian_pool(n_per_class: int, seed: int = 0) -> fewshot.Pool:
+    """Synthetic: 5 Gaussian classes in 64 dimensions, 4 informative; images differ in how
+    noisy they are (a per-image scale), so which images a pool holds moves its accuracy."""
+    rng = np.random.default_rng(seed)
+    centres = np.zeros((5, 64))
+    centres[:, :4] = rng.normal(0, 1.5, (5, 4))
+    y = np.repeat(np.arange(5), n_per_class)
+    scale = rng.choice([0.3, 3.0], size=len(y))
+    X = (np.abs(centres[y] + scale[:, None] * rng.normal(size=(len(y), 64))) + 0.1)
+    meta = dict(model="synthetic", weights="-", dataset=f"gauss{n_per_class}", subset="-",
+                seed=seed)
+    return fewshot.Pool(X.astype(np.float32), y, list(range(5)), None,
+                        np.zeros(len(y), bool), meta)
+
+
+def test_half_indices_halve_every_class_without_replacement():
+    y = np.repeat(np.arange(3), [10, 7, 4])
+    idx = half_indices(y, np.random.default_rng(0))
+    assert len(set(idx)) == len(idx) and list(idx) == sorted(idx)
+    assert [int((y[idx] == c).sum()) for c in range(3)] == [5, 3, 2]
+
+
+def test_pool_spread_widens_when_the_pool_shrinks():
+    """The pool's standard error of the 1%-vs-all difference grows as the pool shrinks (about
+    as 1/sqrt(n)), and the verdict's interval carries it where it was measured."""
+    se = {}
+    for n in (30, 120):
+        s = pool_spread.uncached(_gaussian_pool(n), (1,), 0.05, n_query=5, n_halves=30,
+                                 n_episodes=150, classifier="nc")
+        assert list(s.shots) == [1] and s.n_halves.iloc[0] == 30
+        se[n] = float(s.pool_se.iloc[0])
+    assert se[30] > 1.3 * se[120] > 0
+    with pytest.raises(ValueError, match="n_halves must be >= 2"):
+        pool_spread.uncached(_gaussian_pool(30), n_halves=1)
+    too_small = pool_spread.uncached(_gaussian_pool(8), (1,), 0.05, n_query=5, n_halves=2,
+                                     n_episodes=10)
+    assert too_small.empty                      # 4 images per half cannot hold 1 + 5
+    cells = _cells([0.0, 0.0], ci=0.004)
+    spread = pd.DataFrame(dict(model="m", dataset=["d0"], n_way=5, shots=1, pool_se=0.01))
+    v = fewshot_paper.one_percent_verdict(cells, spread)
+    assert list(v.interval_over) == ["episodes and pool", "episodes (pool fixed)"]
+    assert v.difference_ci95.iloc[0] > v.difference_ci95.iloc[1] == pytest.approx(0.004)
+    assert list(v.verdict) == ["inconclusive", "recovers"]

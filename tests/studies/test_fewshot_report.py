@@ -3,6 +3,7 @@ hand-built tables; the cached experiments are replaced by recorders."""
 import pandas as pd
 import pytest
 
+from diffred.book.ledger import rules as ledger_rules
 from diffred.studies.fewshot import method as fewshot
 from diffred.studies.fewshot import paper, report, runs
 
@@ -68,19 +69,28 @@ def test_mask_texts_and_reader_table():
     assert list(table.columns) == ["backbone", "dataset", "clf.", "K", "no mask", "aug. views",
                                    "hard top-k", "soft (support)", "soft (oracle)"]
     verdict = pd.DataFrame(dict(model="m", dataset=["a", "b"], n_way=5, shots=1,
-                                difference=[0.01, -0.03],
-                                verdict=["recovers (within CI)", "below full"]))
+                                difference=[0.001, -0.03], difference_ci95=[0.002, 0.002],
+                                margin=0.01, verdict=["recovers", "below full"],
+                                reproduced=[True, False]))
     conf = pd.DataFrame(dict(q_value=[0.01, 0.5], p_value=[0.001, 0.4], delta_accuracy=[1e-3, 0.0],
                              within_var=[2.0, 1.0], centroid_dist=[0.1, 0.2]))
     found = report.findings_text(verdict, verdict, conf, masks,
                                  {"shrink": 0.3, "topk_fraction": 0.05}, 0.05, quick=True)
-    assert "not below all dimensions in 1 of 2 backbone/dataset pairs in 5-way" in found
-    assert "Of 2 dimensions, 1 are confounders" in found
+    assert "or beats it in 1 of 2 backbone/dataset pairs in 5-way episodes (1 recover, 0 above, " \
+           "1 below, 0 inconclusive)" in found
+    assert "Of 2 dimensions, 1 are confounders" in found and "Fisher's exact test" in found
     assert found.endswith("these numbers are not the book's.)*")
     sim = pd.DataFrame(dict(shots=[1, 20], gain=[0.05, -0.01], gain_ci95=[0.01, 0.01]))
-    peaks = verdict.assign(difference=[0.02, 0.0])
-    table = paper.paper_vs_run(verdict, peaks, conf, sim, masks, 0.05)
+    table = paper.paper_vs_run(verdict, conf, sim, masks, 0.05)
     assert list(table["claim (paper)"]) == list(paper.CLAIMS)
-    assert (table["where"] == paper.SOURCE).all() and (table.kind == "qualitative").all()
-    assert table["this run"].iloc[0].startswith("1 shot: top 1% not below all dims in 1/2")
+    assert list(table.columns) == ["claim (paper)", "where", "this run", "interval (95%)",
+                                   "verdict", "rule"]
+    assert (table["where"] == paper.SOURCE).all()
+    assert set(table.rule) <= set(ledger_rules())
+    assert table["this run"].iloc[0].startswith("1 shot: top 1% recovers (±1 point) or beats "
+                                                "all dims in 1/2")
+    assert table.verdict.iloc[0] == "yes"                  # a tight cell inside the margin
+    assert table.verdict.iloc[1] == "inconclusive"         # one shot count: no slope
     assert paper.PAPER_FRACTION in runs.curve_fractions([0.5])
+    text = report.fade_text(paper.fade_contrast(verdict))
+    assert "inconclusive" in text

@@ -42,6 +42,7 @@ SCHEMA = Schema("03_fewshot_soft_mask", {
                                                            open_high=True),
     "shrink_grid": ListOf(Float(0)), "topk_grid": ListOf(FRACTION), "n_query": Int(1),
     "n_episodes": Int(2), "n_episodes_high_shot": Int(2), "n_selection_episodes": Int(2),
+    "pool_halves": Int(2), "pool_half_episodes": Int(2),
     "fdr": Float(0, 1, open_low=True, open_high=True), "simulation_shots": ListOf(Int(1)),
     "confounder_model": model_names("vision"),
     "confounder_dataset": dataset_names("image"), "seed": Int(0), "device": DEVICE,

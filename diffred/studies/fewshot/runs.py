@@ -11,6 +11,7 @@ settings the report runs use.
 :func:`curve_fractions` — the fraction grid with the paper's 1% and all dimensions added;
 :func:`by_cost` — shot counts grouped by episode budget;
 :func:`run_fraction_curves`, :func:`run_two_way_curves` — fraction sweeps, N-way and 2-way;
+:func:`run_pool_spread` — how much the pool itself moves the 1%-vs-all difference;
 :func:`run_precursor_two_way` — the precursor's oracle re-weighting;
 :func:`run_mask_selection`, :func:`select_mask_settings`, :func:`run_mask_comparison` — soft
 masks scored on the selection parts, the settings chosen there, the masks on the report parts.
@@ -24,6 +25,7 @@ import pandas as pd
 
 from diffred.studies.fewshot import method as fewshot
 from diffred.studies.fewshot.paper import PAPER_FRACTION
+from diffred.studies.fewshot.resample import pool_spread
 
 
 def load_pools(models: Sequence[str], datasets: Sequence[str], *, split: str,
@@ -120,6 +122,35 @@ def run_fraction_curves(pools: Mapping, shots: Sequence[int], fractions: Sequenc
                                               device=device)
                       for pool in pools.values()
                       for ks, e in by_cost(shots, n_episodes, n_episodes_high_shot)],
+                     ignore_index=True)
+
+
+def run_pool_spread(pools: Mapping, shots: Sequence[int], *, n_way: int, n_query: int,
+                    n_halves: int, n_episodes: int, seed: int,
+                    device: str | None = None) -> pd.DataFrame:
+    """:func:`~diffred.studies.fewshot.resample.pool_spread` of every pool at the paper's
+    fraction: how much the pool itself moves the 1%-vs-all difference.
+
+    Parameters
+    ----------
+    pools : mapping
+        ``(model, dataset) -> Pool`` (:func:`load_pools`).
+    shots : sequence of int
+        Shot counts K.
+    n_way, n_query, seed, device
+        Passed on.
+    n_halves, n_episodes : int
+        Half-samples of each pool, and episodes per half.
+
+    Returns
+    -------
+    DataFrame
+        The rows of every pool (columns of
+        :func:`~diffred.studies.fewshot.resample.pool_spread`).
+    """
+    return pd.concat([pool_spread(pool, tuple(shots), PAPER_FRACTION, n_way=n_way,
+                                  n_query=n_query, n_halves=n_halves, n_episodes=n_episodes,
+                                  seed=seed, device=device) for pool in pools.values()],
                      ignore_index=True)
 
 
