@@ -74,7 +74,7 @@ def check_02(t: dict, p: dict):
                else len(p["sentence_features"]) for task in p["tasks"])
     assert len(summary) == runs * len(p["delta_pairs"])
     assert _one_row_per(summary, ["model", "dataset", "features", "delta_layer", "delta_neuron"])
-    assert summary.near_chance.isin([True, False]).all() and _in(summary.majority_accuracy, 0, 1)
+    assert summary.near_chance.isin([True, False]).all() and _in(summary.majority_dev_accuracy, 0, 1)
     assert _in(summary.oracle_accuracy, 0, 1) and _in(summary.minimal_accuracy, 0, 1)
     assert (summary.minimal_k <= summary.neurons_after_cc).all()
     assert (summary.neurons_after_cc <= summary.neurons_after_ls).all()
@@ -91,7 +91,12 @@ def check_02(t: dict, p: dict):
     assert len(t["probe_cost"]) == 2 * runs
     sweep = t["task_cluster_sweep"]
     assert len(sweep) == runs * (len(p["thresholds"]) + 1) and _in(sweep.accuracy, 0, 1)
-    assert t["paper_vs_run"]["this run"].notna().all()
+    cmp = t["paper_vs_run"]
+    assert cmp["this run"].notna().all() and set(cmp.verdict) <= {"yes", "no", "inconclusive"}
+    assert cmp.source.str.contains("Section").all()
+    rand = curves[curves.method == "random"]
+    assert (rand.accuracy_ci95.notna() == (p["n_random_subsets"] > 1)).all()
+    assert _in(summary.probes_converged, 0, 1)
 
 
 def check_03(t: dict, p: dict):

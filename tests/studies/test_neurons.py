@@ -106,15 +106,25 @@ def test_elastic_net_objective_is_the_official_form_with_the_l2_norm():
     assert np.abs(W0).max() == 0.0 and np.abs(W1).max() > 1e-3
 
 
-def test_signal_check_flags_an_oracle_at_the_majority_rate():
+def test_signal_check_flags_an_oracle_at_the_majority_rate_on_dev():
+    """Near chance is decided on dev: the oracle's dev accuracy against the dev majority rate.
+    Poisoning the test labels (all one class, or shuffled) changes nothing."""
     y_train = np.array([0] * 70 + [1] * 30)
-    y_test = np.array([0] * 140 + [1] * 60)                # majority rate 0.7 on test
-    task = neurons.TaskData("t", "m", np.zeros((100, 2)), y_train, np.zeros((1, 2)),
-                            np.zeros(1, int), np.zeros((200, 2)), y_test, ["a", "b"], 2)
-    near = neurons.signal_check(task, 0.73)                # 0.73 ± 0.062 reaches 0.7
-    assert near["majority_accuracy"] == pytest.approx(0.7) and near["near_chance"]
-    assert not neurons.signal_check(task, 0.85)["near_chance"]
-    assert near["oracle_ci95"] == pytest.approx(1.96 * np.sqrt(0.73 * 0.27 / 200))
+    y_dev = np.array([0] * 140 + [1] * 60)                 # majority rate 0.7 on dev
+    rng = np.random.default_rng(0)
+
+    def task(y_test):
+        return neurons.TaskData("t", "m", np.zeros((100, 2)), y_train, np.zeros((200, 2)),
+                                y_dev, np.zeros((len(y_test), 2)), y_test, ["a", "b"], 2)
+    clean = task(np.array([0] * 50 + [1] * 50))
+    near = neurons.signal_check(clean, 0.73)               # 0.73 ± 0.062 reaches 0.7
+    assert near["majority_dev_accuracy"] == pytest.approx(0.7) and near["near_chance"]
+    assert not neurons.signal_check(clean, 0.85)["near_chance"]
+    assert near["oracle_dev_ci95"] == pytest.approx(1.96 * np.sqrt(0.73 * 0.27 / 200))
+    for poisoned in (np.zeros(100, int), rng.permutation(clean.y_test)):
+        for oracle_dev in (0.73, 0.85):
+            assert neurons.signal_check(task(poisoned), oracle_dev) == \
+                neurons.signal_check(clean, oracle_dev)
 
 
 def test_weight_mass_order_takes_each_class_top_neuron_first():
@@ -185,22 +195,37 @@ def test_finetuning_is_cached_and_deterministic_by_seed(tmp_path, monkeypatch):
         finetune.finetune("minilm_l6", "ud_pos", 10, config=cfg, log=None)
 
 
-def test_paper_vs_run_aggregates_only_tasks_with_signal():
-    """Every task aggregate beside the paper's claims (the per-task clustering row too) skips
-    the tasks whose oracle is near chance, and says how many it kept."""
+def test_paper_vs_run_reads_protocol_rows_with_signal_only():
+    """Only protocol rows (token tasks, fine-tuned [CLS]) with usable signal enter the claims;
+    the untuned "pretrained, mean" rows and near-chance tasks never move the verdict."""
     import pandas as pd
 
     from diffred.studies.neurons import paper
-    keys = [("m", "pos", "tok"), ("m", "cola", "ft")]
-    summary = pd.DataFrame([dict(model=m, dataset=d, features=f, delta_layer=1, delta_neuron=1,
-                                 near_chance=near, pct_removable=r, pct_of_oracle=97.5,
-                                 minimal_pct=100 - r)
-                            for (m, d, f), near, r in zip(keys, [False, True], [90.0, 99.9])])
-    sweep = pd.DataFrame([dict(model=m, dataset=d, features=f, threshold=0.3, pct_redundant=p)
-                          for (m, d, f), p in zip(keys, [45.0, 1.3])])
+    rows = [("pos", "pretrained, last sub-token", False, 95.0),
+            ("chunk", "pretrained, last sub-token", False, 96.0),
+            ("ner", "pretrained, last sub-token", False, 97.0),
+            ("sst2", "fine-tuned, [CLS]", False, 95.5),
+            ("sst2", "pretrained, mean", False, 10.0),        # not protocol: ignored
+            ("cola", "fine-tuned, [CLS]", True, 1.0)]         # near chance: ignored
+    summary = pd.DataFrame([dict(model="m", dataset=d, features=f, delta_layer=1,
+                                 delta_neuron=1, near_chance=near, pct_removable=r,
+                                 pct_of_oracle=99.0, minimal_pct=100 - r)
+                            for d, f, near, r in rows])
+    sweep = summary.assign(threshold=0.3, pct_redundant=summary.pct_removable)
     general = pd.DataFrame(dict(model="m", threshold=[0.3], pct_redundant=[40.0], rows=[100],
                                 dataset="pos"))
-    table = paper.paper_vs_run(general, summary, sweep, 0.3).set_index("claim")
-    per_task = table.loc["% neurons redundant per task (c=0.3, min over tasks)"]
-    assert per_task["this run"] == 45.0 and per_task["tasks"].startswith("1 of 2")
-    assert table.loc["% neurons removable per task (min, δ=(1, 1))", "this run"] == 90.0
+    table = paper.paper_vs_run(general, summary, sweep, 0.3)
+    assert list(table.rule) == [paper.general_verdict.rule, paper.removable_verdict.rule,
+                                paper.transfer_verdict.rule]
+    assert (table.tasks.iloc[1:] == "4 of 5 protocol tasks (near chance on dev left out)").all()
+    assert table["range over tasks"].iloc[1] == "95.0–97.0"
+    assert list(table.verdict) == ["yes", "yes", "yes"]
+    low = summary.assign(pct_removable=summary.pct_removable - 20, pct_of_oracle=90.0)
+    low_table = paper.paper_vs_run(general, low, low.assign(threshold=0.3, pct_redundant=50.0
+                                                            + low.pct_removable * 0), 0.3)
+    assert list(low_table.verdict) == ["no", "no", "no"]
+    one = summary[summary.dataset == "pos"]
+    one_table = paper.paper_vs_run(general, one, one.iloc[:0].assign(threshold=0.3,
+                                                                     pct_redundant=0.0), 0.3)
+    assert list(one_table.verdict) == ["inconclusive"] * 3     # one task: no interval
+    assert "no interval" in one_table["this run"].iloc[0]

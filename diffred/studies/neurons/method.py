@@ -31,6 +31,7 @@ import pandas as pd
 
 from diffred.core.errors import check_choice
 from diffred.core.similarity import correlation_linkage, linear_cka, neuron_correlation
+from diffred.core.stats import t_interval
 
 #: the authors' search grid for the minimal neuron set (fractions of ALL neurons of the model)
 #: and their δ pairs (δ_L %, δ_N %); sources: :data:`diffred.studies.neurons.paper.PROTOCOL`.
@@ -190,15 +191,16 @@ def load_task(model, task: str, n_train: int | None, n_dev: int | None,
 # ============================================================================ probes
 def dev_test_accuracy(task: TaskData, columns: Sequence[np.ndarray], C: float = 1.0,
                       max_iter: int = 300, device: str | None = None
-                      ) -> tuple[np.ndarray, np.ndarray]:
-    """Dev and test accuracy (B,), (B,) of B probes, each fitted once on its column subset
-    of the task's training features — :func:`diffred.probe_accuracy`'s column-mask path,
-    scored on the dev split as an extra evaluation set."""
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Dev accuracy, test accuracy and convergence (B,), (B,), (B,) of B probes, each fitted
+    once on its column subset of the task's training features — :func:`diffred.probe_accuracy`'s
+    column-mask path, scored on the dev split as an extra evaluation set; ``converged``: the
+    probe stopped before ``max_iter``."""
     from diffred.core.probe import probe_accuracy
     res = probe_accuracy(task.X_train, task.y_train, task.X_test, task.y_test, columns=columns,
                          eval_sets={"dev": (task.X_dev, task.y_dev)}, C=C, max_iter=max_iter,
                          device=device)
-    return res.eval_accuracy["dev"], res.accuracy
+    return res.eval_accuracy["dev"], res.accuracy, np.asarray(res.converged, bool)
 
 
 # ============================================================================ layer selection
@@ -213,7 +215,8 @@ class LayerSelector:
 
     def fit(self, task: TaskData) -> LayerSelector:
         cols = [task.layer_columns(layer) for layer in range(task.n_layers)]
-        self.dev_, self.test_ = dev_test_accuracy(task, cols, self.C, self.max_iter, self.device)
+        self.dev_, self.test_, self.converged_ = dev_test_accuracy(task, cols, self.C,
+                                                                   self.max_iter, self.device)
         return self
 
     @property
@@ -230,7 +233,7 @@ class LayerSelector:
 
     def table(self) -> pd.DataFrame:
         return pd.DataFrame({"upto_layer": np.arange(len(self.dev_)), "dev_accuracy": self.dev_,
-                             "accuracy": self.test_})
+                             "accuracy": self.test_, "converged": self.converged_})
 
 
 # ============================================================================ ranking
@@ -276,7 +279,10 @@ def minimal_neuron_set(task: TaskData, candidates: np.ndarray, order: np.ndarray
     candidates: (K,) column indices kept by layer selection + clustering; order: (K,) ranking
     of the candidates (indices into ``candidates``); k = ⌊p · all neurons⌋ for p in
     ``percentages`` (k ≤ K).  Returns rows: pct, k, method ('ranked' | 'random'), dev_accuracy,
-    accuracy, meets_target (ranked rows only)."""
+    accuracy (random rows: means over the ``n_random_subsets`` subsets, with the 95%
+    t-interval half-widths ``dev_accuracy_ci95`` / ``accuracy_ci95`` over them; NaN with one
+    subset and for ranked rows), converged (share of the row's probes that converged),
+    meets_target (ranked rows only)."""
     rng = np.random.default_rng(seed)
     ks = sorted({max(1, int(p * task.n_neurons)) for p in percentages} | {len(candidates)})
     ks = [k for k in ks if k <= len(candidates)]
@@ -287,11 +293,14 @@ def minimal_neuron_set(task: TaskData, candidates: np.ndarray, order: np.ndarray
         for _ in range(n_random_subsets):
             views.append(rng.choice(candidates, size=k, replace=False))
             labels.append((k, "random"))
-    dev, test = dev_test_accuracy(task, views, C, max_iter, device)
+    dev, test, converged = dev_test_accuracy(task, views, C, max_iter, device)
     df = pd.DataFrame([{"k": k, "pct": 100.0 * k / task.n_neurons, "method": m}
                        for k, m in labels])
-    df["dev_accuracy"], df["accuracy"] = dev, test
-    df = df.groupby(["k", "pct", "method"], as_index=False)[["dev_accuracy", "accuracy"]].mean()
+    df["dev_accuracy"], df["accuracy"], df["converged"] = dev, test, converged.astype(float)
+    keys = ["k", "pct", "method"]
+    half = df.groupby(keys)[["dev_accuracy", "accuracy"]].agg(lambda v: t_interval(v)[1])
+    df = df.groupby(keys, as_index=False)[["dev_accuracy", "accuracy", "converged"]].mean()
+    df = df.join(half.add_suffix("_ci95"), on=keys)
     df["meets_target"] = (df["method"] == "ranked") & (df["dev_accuracy"] >= target_dev)
     return df
 
@@ -330,15 +339,16 @@ class TaskRedundancy:
     sweep: pd.DataFrame
 
 
-def signal_check(task: TaskData, oracle_test: float, z: float = 1.96) -> dict:
-    """Whether a task has usable signal: the majority-class rate on test (majority class of
-    the training labels), the oracle's 95% CI half-width z·√(p(1−p)/n_test), and
-    ``near_chance`` = the oracle's CI reaches the majority rate."""
+def signal_check(task: TaskData, oracle_dev: float, z: float = 1.96) -> dict:
+    """Whether a task has usable signal, decided on the **dev** split (never on test, whose
+    accuracies are reported): the majority-class rate on dev (majority class of the training
+    labels), the oracle's dev 95% CI half-width z·√(p(1−p)/n_dev), and ``near_chance`` = that
+    CI reaches the majority rate."""
     majority = np.bincount(task.y_train).argmax()
-    rate = float(np.mean(task.y_test == majority))
-    half = z * np.sqrt(oracle_test * (1 - oracle_test) / len(task.y_test))
-    return {"majority_accuracy": rate, "oracle_ci95": float(half),
-            "near_chance": bool(oracle_test - half <= rate)}
+    rate = float(np.mean(task.y_dev == majority))
+    half = z * np.sqrt(oracle_dev * (1 - oracle_dev) / len(task.y_dev))
+    return {"majority_dev_accuracy": rate, "oracle_dev_ci95": float(half),
+            "near_chance": bool(oracle_dev - half <= rate)}
 
 
 def usable(summary: pd.DataFrame) -> pd.DataFrame:
@@ -355,7 +365,7 @@ def usable_sweep(sweep: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
 
 
 SWEEP_COLUMNS = ["threshold", "neurons_kept", "pct_redundant", "dev_accuracy", "accuracy",
-                 "corr_rows"]
+                 "converged", "corr_rows"]
 
 
 def cluster_sweep(task: TaskData, thresholds: Sequence[float], corr_rows=None, seed: int = 0,
@@ -375,10 +385,10 @@ def cluster_sweep(task: TaskData, thresholds: Sequence[float], corr_rows=None, s
         kept = cluster_representatives(clusters_at(Z, c), seed)
         views.append(kept)
         rows.append((float(c), len(kept)))
-    dev, test = dev_test_accuracy(task, views, C, max_iter, device)
+    dev, test, converged = dev_test_accuracy(task, views, C, max_iter, device)
     df = pd.DataFrame(rows, columns=["threshold", "neurons_kept"])
     df["pct_redundant"] = 100.0 * (D - df.neurons_kept) / D
-    df["dev_accuracy"], df["accuracy"] = dev, test
+    df["dev_accuracy"], df["accuracy"], df["converged"] = dev, test, converged
     return df.assign(corr_rows=int(len(layers[0])))
 
 
@@ -396,7 +406,7 @@ def task_redundancy(task: TaskData, deltas: Sequence[tuple] = DELTAS, threshold:
     when the margin exceeds it) and :func:`signal_check`."""
     selector = LayerSelector(C, max_iter, device).fit(task)
     prov = {**task.meta, "threshold": threshold}
-    signal = signal_check(task, selector.oracle_test)
+    signal = signal_check(task, selector.oracle_dev)
     per_layer, summary, curves, kept_layers = {}, [], [], []
     for d_layer, d_neuron in deltas:
         top = selector.select(d_layer)
@@ -423,6 +433,7 @@ def task_redundancy(task: TaskData, deltas: Sequence[tuple] = DELTAS, threshold:
         ranked = curve[curve.method == "ranked"]
         hit = ranked[ranked.dev_accuracy >= target]
         best = hit.iloc[0] if len(hit) else ranked.iloc[-1]
+        rand = curve[(curve.method == "random") & (curve.k == best.k)]
         dev_se = float(np.sqrt(base_dev * (1 - base_dev) / len(task.y_dev)))
         summary.append({**prov, "delta_layer": d_layer, "delta_neuron": d_neuron,
                         "oracle_dev_accuracy": selector.oracle_dev,
@@ -435,9 +446,15 @@ def task_redundancy(task: TaskData, deltas: Sequence[tuple] = DELTAS, threshold:
                         "ranking_converged": info["converged"],
                         "ranking_iterations": info["iterations"],
                         "ranking_gradient_mapping": info["gradient_mapping"],
+                        "probes_converged": float(np.mean(np.r_[selector.converged_,
+                                                                curve.converged])),
                         "minimal_k": int(best.k), "minimal_pct": float(best.pct),
                         "minimal_dev_accuracy": float(best.dev_accuracy),
                         "minimal_accuracy": float(best.accuracy),
+                        "random_accuracy": float(rand.accuracy.iloc[0]) if len(rand)
+                        else float("nan"),
+                        "random_accuracy_ci95": float(rand.accuracy_ci95.iloc[0]) if len(rand)
+                        else float("nan"),
                         "pct_of_oracle": 100 * float(best.accuracy) / selector.oracle_test,
                         "pct_removable": 100 * (1 - best.k / task.n_neurons)})
     curves = pd.concat(curves, ignore_index=True)

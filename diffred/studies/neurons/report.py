@@ -101,7 +101,8 @@ def task_table(summary: pd.DataFrame) -> tuple:
     summary : DataFrame
         :func:`diffred.studies.neurons.runs.run_tasks` ``summary``, with columns ``model``,
         ``dataset``, ``features``, ``delta_layer``, ``delta_neuron``, ``oracle_accuracy``,
-        ``majority_accuracy``, ``near_chance``, ``selected_layer``, ``neurons_after_ls``,
+        ``oracle_dev_accuracy``, ``majority_dev_accuracy``, ``near_chance``, ``selected_layer``,
+        ``neurons_after_ls``,
         ``neurons_after_cc``, ``minimal_k``, ``minimal_accuracy``, ``pct_of_oracle``, ``dev_se``,
         ``delta_resolved``.
 
@@ -111,11 +112,13 @@ def task_table(summary: pd.DataFrame) -> tuple:
         ``(df, columns, rename, digits)``, the arguments of :func:`diffred.reader_table`.
     """
     return (with_task(summary),
-            ["task", "delta_layer", "delta_neuron", "oracle_accuracy", "majority_accuracy",
-             "near_chance", "selected_layer", "neurons_after_ls", "neurons_after_cc", "minimal_k",
-             "minimal_accuracy", "pct_of_oracle", "dev_se", "delta_resolved"],
+            ["task", "delta_layer", "delta_neuron", "oracle_accuracy", "oracle_dev_accuracy",
+             "majority_dev_accuracy", "near_chance", "selected_layer", "neurons_after_ls",
+             "neurons_after_cc", "minimal_k", "minimal_accuracy", "pct_of_oracle", "dev_se",
+             "delta_resolved"],
             {"delta_layer": "δL", "delta_neuron": "δN", "oracle_accuracy": "oracle acc.",
-             "majority_accuracy": "majority", "near_chance": "near chance", "selected_layer": "layer",
+             "oracle_dev_accuracy": "oracle dev", "majority_dev_accuracy": "majority dev",
+             "near_chance": "near chance (dev)", "selected_layer": "layer",
              "neurons_after_ls": "after LS", "neurons_after_cc": "after CC",
              "minimal_k": "minimal set", "minimal_accuracy": "minimal acc.",
              "pct_of_oracle": "% of oracle", "dev_se": "dev SE", "delta_resolved": "δN > SE"}, 3)
@@ -129,7 +132,7 @@ def finetuned_table(summary: pd.DataFrame) -> tuple | None:
     summary : DataFrame
         :func:`diffred.studies.neurons.runs.run_tasks` ``summary``; rows whose ``features``
         start with "fine-tuned" carry ``n_finetune``, ``finetune_s``, ``finetuned_dev_accuracy``,
-        ``finetuned_accuracy`` beside ``model``, ``dataset``, ``oracle_accuracy``, ``majority_accuracy``.
+        ``finetuned_accuracy`` beside ``model``, ``dataset``, ``oracle_accuracy``.
 
     Returns
     -------
@@ -142,10 +145,10 @@ def finetuned_table(summary: pd.DataFrame) -> tuple | None:
     if "finetuned_accuracy" not in tuned:
         return None
     return (tuned, ["model", "dataset", "n_finetune", "finetune_s", "finetuned_dev_accuracy",
-                    "finetuned_accuracy", "oracle_accuracy", "majority_accuracy"],
+                    "finetuned_accuracy", "oracle_accuracy"],
             {"n_finetune": "tuning sentences", "finetune_s": "tuning (s)",
              "finetuned_dev_accuracy": "tuned model dev", "finetuned_accuracy": "tuned model test",
-             "oracle_accuracy": "oracle probe test", "majority_accuracy": "majority"}, 3)
+             "oracle_accuracy": "oracle probe test"}, 3)
 
 
 def kept_layers_view(kept_layers: pd.DataFrame, summary: pd.DataFrame, delta) -> pd.DataFrame:
@@ -207,7 +210,8 @@ def closing_table(summary: pd.DataFrame, sweep: pd.DataFrame, delta=(1, 1),
     summary : DataFrame
         :func:`diffred.studies.neurons.runs.run_tasks` ``summary``, with columns ``model``,
         ``dataset``, ``features``, ``delta_layer``, ``delta_neuron``, ``oracle_accuracy``,
-        ``majority_accuracy``, ``near_chance``, ``minimal_pct``, ``minimal_accuracy``, ``pct_of_oracle``.
+        ``majority_dev_accuracy``, ``near_chance``, ``minimal_pct``, ``minimal_accuracy``,
+        ``pct_of_oracle``.
     sweep : DataFrame
         :func:`diffred.studies.neurons.runs.run_tasks` ``sweep``, with columns ``model``,
         ``dataset``, ``features``, ``threshold``, ``pct_redundant``, ``accuracy``, ``corr_rows``.
@@ -227,10 +231,10 @@ def closing_table(summary: pd.DataFrame, sweep: pd.DataFrame, delta=(1, 1),
             columns={"accuracy": "accuracy_at_c", "corr_rows": "cluster_rows"}),
         how="left")
     return (with_task(closing),
-            ["task", "oracle_accuracy", "majority_accuracy", "near_chance", "minimal_pct",
+            ["task", "oracle_accuracy", "majority_dev_accuracy", "near_chance", "minimal_pct",
              "minimal_accuracy", "pct_of_oracle", "pct_redundant", "accuracy_at_c", "cluster_rows"],
-            {"oracle_accuracy": "oracle acc.", "majority_accuracy": "majority",
-             "near_chance": "near chance", "minimal_pct": "minimal % of neurons",
+            {"oracle_accuracy": "oracle acc.", "majority_dev_accuracy": "majority dev",
+             "near_chance": "near chance (dev)", "minimal_pct": "minimal % of neurons",
              "minimal_accuracy": "minimal acc.", "pct_of_oracle": "% of oracle",
              "pct_redundant": f"% redundant (c={c:g})", "accuracy_at_c": f"acc. at c={c:g}",
              "cluster_rows": "rows clustered"}, 3)
@@ -238,7 +242,8 @@ def closing_table(summary: pd.DataFrame, sweep: pd.DataFrame, delta=(1, 1),
 
 # ============================================================================ findings
 def findings(redundancy: pd.DataFrame, summary: pd.DataFrame, sweep: pd.DataFrame,
-             threshold: float, delta, quick: bool = False) -> str:
+             threshold: float, delta, quick: bool = False,
+             comparison: pd.DataFrame | None = None) -> str:
     """"What this chapter found": one paragraph of Markdown from this run's tables.
 
     Parameters
@@ -260,13 +265,16 @@ def findings(redundancy: pd.DataFrame, summary: pd.DataFrame, sweep: pd.DataFram
         ``(δ_L, δ_N)`` of the summary rows reported.
     quick : bool, default False
         Smoke-test scale: a sentence says these numbers are not the book's.
+    comparison : DataFrame, optional
+        :func:`diffred.studies.neurons.paper.paper_vs_run`: its verdicts close the paragraph.
 
     Returns
     -------
     str
         Sentences joined by spaces: general redundancy per model, the per-task range at
         ``threshold`` and the minimal sets over the tasks with usable signal, the near-chance
-        tasks left out, and the fine-tuned models' own test accuracy.
+        tasks left out, the fine-tuned models' own test accuracy, and the abstract's claims'
+        verdicts.
     """
     found = []
     for model, g in redundancy.groupby("model", sort=False):
@@ -300,6 +308,12 @@ def findings(redundancy: pd.DataFrame, summary: pd.DataFrame, sweep: pd.DataFram
     if len(tuned) and "finetuned_accuracy" in tuned:
         found.append("Fine-tuned on a subset, the models themselves reach " + ", ".join(
             f"{r.finetuned_accuracy:.3f} on {r.dataset}" for r in tuned.itertuples()) + " (test).")
+    if comparison is not None and len(comparison):
+        found.append("The abstract's claims, each by its declared rule on the paper's protocol "
+                     "rows (95% intervals over tasks): " + "; ".join(
+                         f"{claim.split(')')[0]}) " + ", ".join(
+                             f"{r.model} **{r.verdict}**" for r in g.itertuples())
+                         for claim, g in comparison.groupby("claim", sort=False)) + ".")
     if quick:
         found.append("*(Smoke-test scale: `quick = True`; these numbers are not the book's.)*")
     return " ".join(found)
