@@ -249,3 +249,33 @@ def reader_table(df, columns=None, rename: dict | None = None, digits: int = 3):
     floats = [c for c in df.columns if df[c].dtype.kind == "f"]
     return df.style.format({c: f"{{:.{digits}f}}" for c in floats}, na_rep="–").hide(
         axis="index")
+
+
+def interval(lo, hi, spec: str = ".3f", scale: float = 1.0, missing: str = "no interval",
+             sep: str = ", ") -> str:
+    """A 95% interval as reader text, ``"[lo, hi]"`` with both ends formatted by ``spec``
+    after multiplying by ``scale`` (100: a share as percent or points), or ``missing`` where
+    either end is absent or not finite (one run, one pair, one task: no interval).
+
+    Parameters
+    ----------
+    lo, hi : float or None
+        The interval's ends.
+    spec : str
+        Format spec of each end (e.g. ``"+.1f"``).
+    scale : float
+        Factor applied before formatting.
+    missing : str
+        The text where there is no interval.
+    sep : str
+        Between the ends (``"\u00a0"``-joined keeps a table cell on one line).
+
+    Returns
+    -------
+    str
+    """
+    import math
+    if lo is None or hi is None or not (math.isfinite(lo) and math.isfinite(hi)):
+        return missing
+    return f"[{scale * lo:{spec}}{sep}{scale * hi:{spec}}]"
+

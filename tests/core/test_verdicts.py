@@ -91,3 +91,13 @@ def test_paired_gap_bootstrap_carries_test_image_noise_of_the_full_probe():
     assert np.isnan(one["relative_lo"])                           # one subset: no interval
     with pytest.raises(ValueError, match="same images"):
         paired_gap_bootstrap(full, subs[:, :10])
+
+
+def test_an_interval_reads_as_text_or_says_there_is_none():
+    from diffred.core.display import interval
+    assert interval(0.012, 0.034) == "[0.012, 0.034]"
+    assert interval(-0.01, 0.02, "+.1f", 100) == "[-1.0, +2.0]"
+    assert interval(0.1, 0.2, ".1f", sep=",\u00a0") == "[0.1,\u00a00.2]"
+    for lo, hi in ((float("nan"), 0.2), (0.1, float("inf")), (None, 0.2)):
+        assert interval(lo, hi) == "no interval"
+    assert interval(None, None, missing="–") == "–"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from diffred.core.display import reader_table
+from diffred.core.display import interval, reader_table
 from diffred.studies.diffuse.paper import CLAIMS, ICLR_TABLE, NEURIPS
 
 UNIT_TITLES = {"neurons": "neurons (random subsets)",
@@ -112,9 +112,8 @@ def with_interval(table: pd.DataFrame, lo: str = "gap_lo", hi: str = "gap_hi",
     """``table`` with an ``interval`` column "[lo, hi]" (one cell, kept on one line; "–"
     without an interval), so a reader table spends one column on it."""
     def cell(a, b):
-        if pd.isna(a) or pd.isna(b):
-            return "–"
-        return f"[{a:.{digits}f},\u00a0{b:.{digits}f}]"
+        return interval(None if pd.isna(a) else a, None if pd.isna(b) else b, f".{digits}f",
+                        missing="–", sep=",\u00a0")
     missing = pd.Series(np.nan, index=table.index)
     return table.assign(interval=[cell(a, b) for a, b in zip(table.get(lo, missing),
                                                               table.get(hi, missing))])
@@ -280,8 +279,8 @@ def comparison_table(comparison: pd.DataFrame):
 def _gap_text(gap, lo, hi, points) -> str:
     """'9.2% [8.1, 10.3] of the full accuracy (8.4 points)': a relative gap, its interval
     and the gap in accuracy points."""
-    return (f"{100 * gap:.1f}% [{_fmt(100 * lo, '.1f')}, {_fmt(100 * hi, '.1f')}] of the full "
-            f"accuracy ({100 * points:.1f} points)")
+    return (f"{100 * gap:.1f}% {interval(lo, hi, '.1f', 100, missing='(no interval)')} of the "
+            f"full accuracy ({100 * points:.1f} points)")
 
 
 def _fmt(v, spec=".2f") -> str:
@@ -400,9 +399,9 @@ def findings(dr: pd.DataFrame, comparison: pd.DataFrame, scale: pd.DataFrame,
                 "no clear change": "the two intervals overlap: no clear change"}
         out.append(f"From {r.n_small:,} to {r.n_large:,} training images the 20% gap of "
                    f"{r.model} goes from {100 * r.gap_small:.1f}% "
-                   f"[{_fmt(100 * r.gap_small_lo, '.1f')}, {_fmt(100 * r.gap_small_hi, '.1f')}] "
-                   f"to {100 * r.gap_large:.1f}% [{_fmt(100 * r.gap_large_lo, '.1f')}, "
-                   f"{_fmt(100 * r.gap_large_hi, '.1f')}]: "
+                   f"{interval(r.gap_small_lo, r.gap_small_hi, '.1f', 100, missing='–')} "
+                   f"to {100 * r.gap_large:.1f}% "
+                   f"{interval(r.gap_large_lo, r.gap_large_hi, '.1f', 100, missing='–')}: "
                    f"{said.get(r.verdict, r.verdict)}.")
     pc = cost[cost["layer"] == "penultimate"].dropna(subset=["null"])
     if len(pc):

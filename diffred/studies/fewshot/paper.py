@@ -27,6 +27,7 @@ import pandas as pd
 from scipy.stats import fisher_exact, norm
 from scipy.stats.contingency import odds_ratio
 
+from diffred.core.display import interval
 from diffred.core.stats import t_interval
 from diffred.core.verdicts import INCONCLUSIVE, Change, declared, equivalence, side, yes_if_above
 
@@ -282,8 +283,8 @@ def mask_gain_verdict(masks: pd.DataFrame) -> dict:
 
 # --------------------------------------------------------------------------- paper vs run
 def _iv(lo: float, hi: float) -> str:
-    return (f"[{100 * lo:+.1f}, {100 * hi:+.1f}] points" if np.isfinite(lo) and np.isfinite(hi)
-            else "no interval")
+    text = interval(lo, hi, "+.1f", 100)
+    return text if text == "no interval" else text + " points"
 
 
 def _ratio(x: float) -> str:
@@ -337,7 +338,7 @@ def paper_vs_run(verdict5: pd.DataFrame, conf: pd.DataFrame, sim: pd.DataFrame,
          f"{enrich['p_value']:.2g}; Gaussian simulation (not data): dropping confounders "
          f"{100 * sim.gain.iloc[0]:+.1f} points at K={int(sim.shots.iloc[0])}, "
          f"{100 * sim.gain.iloc[-1]:+.1f} at K={int(sim.shots.iloc[-1])}",
-         f"odds ratio [{enrich['lo']:.2f}, {enrich['hi']:.2f}]", enrich["verdict"],
+         "odds ratio " + interval(enrich["lo"], enrich["hi"], ".2f"), enrich["verdict"],
          "ch3 confounders have high variance and close centroids"),
         (f"{gain['shots']}-shot, report episodes, selected shrink {gain['shrink']:g}: mean "
          f"gain {100 * gain['mean']:+.2f} points over {gain['n_cells']} cells",

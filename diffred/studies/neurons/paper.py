@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from diffred.core.display import interval
 from diffred.core.stats import t_interval
 from diffred.core.verdicts import INCONCLUSIVE, Change, all_of, declared, side, yes_if_above
 from diffred.studies.neurons.method import DELTAS, PERCENTAGES, usable, usable_sweep
@@ -157,8 +158,8 @@ def transfer_verdict(pct_of_oracle, pct_neurons) -> tuple[dict, dict, str]:
 
 
 def _iv(t: dict, digits: int = 1) -> str:
-    return (f"{t['mean']:.{digits}f} [{t['lo']:.{digits}f}, {t['hi']:.{digits}f}]"
-            if np.isfinite(t["lo"]) else f"{t['mean']:.{digits}f} (no interval)")
+    return f"{t['mean']:.{digits}f} " + interval(t["lo"], t["hi"], f".{digits}f",
+                                                  missing="(no interval)")
 
 
 def _span(t: dict, digits: int = 1) -> str:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from diffred.core.display import interval
 from diffred.core.stats import seed_pair_bootstrap, t_interval
 from diffred.core.verdicts import Change, all_of, declared, side, yes_if_above
 from diffred.studies.transfer.basin import PAIR_TYPES, pair_frames, pair_values
@@ -153,8 +154,7 @@ def mean_ci(values) -> tuple[float, float, float]:
 
 def _iv(lo: float, hi: float, spec: str = "+.3f") -> str:
     """An interval as text; where it cannot be computed (one run or pair), says so."""
-    return (f"[{lo:{spec}}, {hi:{spec}}]" if np.isfinite(lo) and np.isfinite(hi)
-            else "(no interval: one run or pair)")
+    return interval(lo, hi, spec, missing="(no interval: one run or pair)")
 
 
 def barrier_tolerance(accuracy: float, n_test: int) -> float:

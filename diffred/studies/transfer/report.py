@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from diffred.core.display import interval
 from diffred.studies.transfer.basin import pair_summary
 
 
@@ -38,7 +39,7 @@ def pair_table(basin: dict, digits: int = 3) -> pd.DataFrame:
         if m is None or not np.isfinite(m):
             return "–"
         spec = f".{digits}g" if name == "l2_distance" else f".{digits}f"  # ℓ2: significant digits
-        ci = f" [{lo:{spec}}, {hi:{spec}}]" if lo is not None and np.isfinite(lo) else ""
+        ci = "" if lo is None else (" " + interval(lo, hi, spec, missing="")).rstrip()
         return f"{m:{spec}}{ci} ({int(n)})"
     columns = {"CKA (mean over stages)": "cka", "ℓ2 distance": "l2_distance",
                "barrier (BN re-estimated)": "barrier",
