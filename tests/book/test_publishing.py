@@ -264,3 +264,26 @@ def test_reader_table_keeps_an_interval_on_one_line():
     assert "52.0\u00a0±\u00a00.4 (13)" in html          # no break at the ±
     assert "a long sentence that may" in html                   # long text keeps its spaces
     assert "0.123" in html and "0.12345" not in html            # floats rounded
+
+
+def test_the_book_can_be_cited_and_says_its_licence():
+    """CITATION.cff validates against the Citation File Format 1.2.0 schema (vendored in
+    tests/book/data from cffconvert 2.0.0) and lists the four papers the book reproduces;
+    the LICENSE file is the licence pyproject.toml declares; a broken file is caught."""
+    import jsonschema
+    import yaml
+
+    from diffred.core.paths import PROJECT_DIR
+    schema = json.loads((Path(__file__).parent / "data" / "cff-1.2.0.schema.json").read_text())
+    citation = yaml.safe_load((PROJECT_DIR / "CITATION.cff").read_text())
+    validator = jsonschema.Draft7Validator(schema)
+    assert not list(validator.iter_errors(citation))
+    assert {r["identifiers"][0]["value"] if "identifiers" in r else r["doi"]
+            for r in citation["references"]} == {
+        "arXiv:2306.00183", "10.18653/v1/2020.emnlp-main.398", "arXiv:2310.03843v1",
+        "arXiv:2008.11687"}
+    broken = {k: v for k, v in citation.items() if k != "authors"}
+    assert list(validator.iter_errors(broken))
+    licence = (PROJECT_DIR / "LICENSE").read_text()
+    assert licence.startswith("MIT License") and 'license = "MIT"' in \
+        (PROJECT_DIR / "pyproject.toml").read_text() and citation["license"] == "MIT"
