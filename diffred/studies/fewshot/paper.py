@@ -77,8 +77,8 @@ def _recovery(difference: float, se: float, margin: float) -> str:
 @declared("ch3 top 1% recovers the full representation", "3",
           """Per backbone, dataset, way and shot: accuracy of the top 1% of dimensions by
           oracle importance minus all dimensions on the same episodes, with a normal interval
-          over episodes, widened by the pool's own standard error (half-sample replication,
-          :func:`~diffred.studies.fewshot.resample.pool_spread`) where it was measured.
+          over episodes, widened by the pool's own standard error (half-sample replication of
+          the pool) where it was measured.
           "recovers" when two one-sided tests at 5% put the difference inside ±1 accuracy
           point (its 90% interval lies in (−0.01, +0.01)); otherwise "above full"
           when the 95% interval lies above 0, "below full" when it lies below 0, else
