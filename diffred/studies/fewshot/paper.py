@@ -175,11 +175,11 @@ def curve_peaks(curves: pd.DataFrame) -> pd.DataFrame:
 
 @declared("ch3 fades with shots", "3",
           """Per backbone/dataset pair with at least two shot counts: the least-squares slope
-          of the N-way 1%-vs-all difference (:func:`one_percent_verdict`) on log2 K, the shot
-          grid fixed in the parameters before the run.  The slopes' mean over pairs with its
-          95% t-interval over pairs: "yes" (the 1% advantage fades as shots grow) when the
-          interval lies below 0, "no" when above, else "inconclusive" (also with fewer than two
-          pairs).""",
+          of the N-way 1%-vs-all difference (the 1% test's table) on log2 K, the shot grid
+          fixed in the parameters before the run.  The slopes' mean over pairs with its 95%
+          t-interval over pairs: "yes" (redundancy fades: the top 1% falls further behind all
+          dimensions as shots grow) when the interval lies below 0, "no" when above, else
+          "inconclusive" (also with fewer than two pairs).""",
           fixed="2026-12-03",
           changes=[Change("2026-12-03",
                           "no rule: the post hoc peaks' mean difference per K was shown",

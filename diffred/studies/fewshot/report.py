@@ -316,8 +316,9 @@ def fade_text(fade: dict) -> str:
              if np.isfinite(fade["lo"]) else "(no interval: fewer than two pairs)")
     return (f"Slope of the 1%-vs-all difference per doubling of $K$, mean over "
             f"{fade['n_pairs']} pairs: {_pts(fade['mean'])} points {lo_hi}; "
-            f"does the 1% advantage fade as shots grow? **{fade['verdict']}** (rule \"ch3 fades "
-            f"with shots\"). Per pair: {per}.")
+            f"does the top 1% fall further behind all dimensions as shots grow, i.e. does the "
+            f"redundancy fade? **{fade['verdict']}** (rule \"ch3 fades with shots\"). Per "
+            f"pair: {per}.")
 
 
 def precursor_text(verdict2: pd.DataFrame, precursor: pd.DataFrame) -> str:
