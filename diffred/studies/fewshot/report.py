@@ -6,11 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from diffred.core.display import interval
 from diffred.studies.fewshot.method import METHODS
 from diffred.studies.fewshot.paper import (
     PAPER_FRACTION,
     confounder_counts,
     confounder_enrichment,
+    odds_ratio_texts,
 )
 
 
@@ -29,7 +31,7 @@ def verdict_table(verdict: pd.DataFrame) -> pd.DataFrame:
         "all dims": [_pm(a, c) for a, c in zip(verdict.accuracy_full, verdict.accuracy_full_ci95)],
         "difference": [_pm(d, c, True) for d, c in zip(verdict.difference,
                                                        verdict.difference_ci95)],
-        "90% interval (TOST)": [f"[{100 * lo:+.1f}, {100 * hi:+.1f}]"
+        "90% interval (TOST)": [interval(lo, hi, "+.1f", 100)
                                 for lo, hi in zip(verdict.tost_lo, verdict.tost_hi)],
         "interval over": verdict.interval_over, "verdict": verdict.verdict,
         "n": verdict.n_episodes})
@@ -378,9 +380,9 @@ def confounder_text(conf: pd.DataFrame, fdr: float) -> str:
 
 
 def _enrichment_text(e: dict) -> str:
-    ratio = f"{e['odds_ratio']:.2f}" if np.isfinite(e["odds_ratio"]) else "undefined"
-    return (f"Fisher's exact test of that 2×2 table: odds ratio {ratio} "
-            f"[{e['lo']:.2f}, {e['hi']:.2f}] (95%), one-sided p = {e['p_value']:.2g}; are "
+    ratio, iv = odds_ratio_texts(e)
+    return (f"Fisher's exact test of that 2×2 table: odds ratio {ratio} {iv} (95%), one-sided "
+            f"p = {e['p_value']:.2g}; are "
             f"helping dimensions enriched in the paper's quadrant? **{e['verdict']}** (rule "
             f"\"ch3 confounders have high variance and close centroids\").")
 

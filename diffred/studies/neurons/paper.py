@@ -52,13 +52,6 @@ CLAIM_SECTION = {
                      "run_pipeline_all.py)",
 }
 CLAIM_SECTION["pct_neurons_at_97"] = CLAIM_SECTION["pct_of_oracle"]
-#: the paper's tasks and probe, from the official README
-PAPER_TASKS = ("POS (Penn Treebank), SEM (Parallel Meaning Bank), CCG supertagging, chunking "
-               "(CoNLL 2000); GLUE SST-2, MRPC, QQP, STS-B, MNLI, QNLI, RTE")
-PAPER_PROBE = ("logistic regression with elastic-net regularisation (L1 = L2 = 1e-5), 10 "
-               "epochs, learning rate 1e-3, batch 128, for every classifier")
-
-
 def _source(claim: str) -> str:
     return (f"{SOURCE}: '{CLAIM_TEXT[claim]}'; measured in {CLAIM_SECTION[claim]}, per "
             f"{REPO}:README.md (the body itself could not be read)")
