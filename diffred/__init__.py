@@ -6,9 +6,11 @@ Three layers, one direction of dependency (``ARCHITECTURE.md``): :mod:`diffred.c
 :mod:`diffred.book` (chapter prologue, parameters, results, provenance, CLI).
 
 Verbs: :func:`features` (cached extraction), :func:`probe_accuracy` (batched linear probes),
-:func:`linear_cka`, :func:`load_dataset`, :func:`load_model`, :func:`reader_table`.
+:func:`linear_cka`, :func:`load_dataset`, :func:`load_model`, :func:`reader_table`;
+:func:`results.load` reads a chapter's tables back with their dtypes and provenance.
 """
 from diffred._version import __version__  # noqa: F401
+from diffred.book import results
 from diffred.book.chapter import Chapter
 from diffred.core.datasets import DATASETS, load_dataset
 from diffred.core.display import reader_table
@@ -19,4 +21,4 @@ from diffred.core.similarity import MinibatchCKA, cka_matrix, linear_cka
 
 __all__ = ["Chapter", "DATASETS", "MODELS", "Features", "LinearProbe", "MinibatchCKA", "cka_matrix",
            "features", "linear_cka", "load_dataset", "load_model", "probe_accuracy",
-           "reader_table"]
+           "reader_table", "results"]

@@ -23,13 +23,13 @@ from pathlib import Path
 from diffred.book import provenance as _prov
 from diffred.core.errors import DiffredError
 from diffred.core.params import ParameterError, Schema, apply_quick
-from diffred.core.paths import PROJECT_DIR
+from diffred.core.paths import BOOK_DIR, PROJECT_DIR
 from diffred.studies.diffuse import params as diffuse_params
 from diffred.studies.fewshot import params as fewshot_params
 from diffred.studies.neurons import params as neurons_params
 from diffred.studies.transfer import params as transfer_params
 
-CHAPTERS_DIR = PROJECT_DIR / "chapters"
+CHAPTERS_DIR = BOOK_DIR / "chapters"
 #: parameters that mean the same thing in every chapter that has them; ``diffred book -p NAME``
 #: hands these to every such chapter (any other name belongs to one chapter, or is qualified:
 #: ``-p 04.resnet_resolution 32``)

@@ -22,7 +22,7 @@ from diffred.book.chapter import (
 )
 from diffred.core.assets import assets_table
 from diffred.core.errors import DiffredError
-from diffred.core.paths import PROJECT_DIR
+from diffred.core.paths import BOOK_DIR, IN_CHECKOUT, PROJECT_DIR
 
 
 def coerce_parameter(chapter: str, name: str, raw):
@@ -86,11 +86,13 @@ def cell_timeout(seconds: float | None = None) -> float:
 
 
 def execute_notebook(source: Path, output: Path, name: str, params: dict | None = None,
-                     cwd: Path = CHAPTERS_DIR, progress: bool = False,
+                     cwd: Path | None = None, progress: bool = False,
                      timeout: float | None = None) -> Path:
     """Execute a MyST notebook with papermill, every cell under a watchdog of ``timeout``
     seconds (:func:`cell_timeout`).  A failing cell, or one that runs past the limit, raises a
-    one-line :class:`DiffredError` naming ``name``, the cell and the limit."""
+    one-line :class:`DiffredError` naming ``name``, the cell and the limit.  The kernel runs in
+    ``cwd``: the chapters' folder in a checkout, else the caller's folder (never inside an
+    installed package)."""
     import jupytext
     import papermill as pm
     from nbclient.exceptions import CellTimeoutError
@@ -101,7 +103,9 @@ def execute_notebook(source: Path, output: Path, name: str, params: dict | None 
         jupytext.write(notebook, ipynb)
         try:
             pm.execute_notebook(str(ipynb), str(output), parameters=params or {},
-                                kernel_name="python3", cwd=str(cwd), progress_bar=progress,
+                                kernel_name="python3",
+                                cwd=str(cwd or (CHAPTERS_DIR if IN_CHECKOUT else Path.cwd())),
+                                progress_bar=progress,
                                 request_save_on_cell_execute=False, execution_timeout=limit)
         except pm.PapermillExecutionError as err:
             raise DiffredError(f"chapter {name} failed in cell {err.exec_count}: "
@@ -159,7 +163,8 @@ def build_book(params: dict | None = None, output: Path | None = None,
 
     import yaml
     variant = bool(params) or output is not None
-    output = Path(output or (PROJECT_DIR / "_build" / "papermill" if params else PROJECT_DIR))
+    home = PROJECT_DIR if IN_CHECKOUT else Path.cwd()      # a wheel install builds here
+    output = Path(output or (home / "_build" / "papermill" if params else home))
     output = output.resolve()
     if variant:
         os.environ["DIFFRED_RESULTS"] = str(output / "results")
@@ -177,11 +182,11 @@ def build_book(params: dict | None = None, output: Path | None = None,
                     timeout=timeout)
         print(f"[{i}/{len(per_chapter)}] {stem}: {time.perf_counter() - t0:.0f} s", flush=True)
         _drop_stderr(source / "chapters" / f"{stem}.ipynb")
-    config = yaml.safe_load((PROJECT_DIR / "_config.yml").read_text())
+    config = yaml.safe_load((BOOK_DIR / "_config.yml").read_text())
     config.setdefault("execute", {})["execute_notebooks"] = "off"
     (source / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
     for name in ("_toc.yml", "intro.md"):
-        shutil.copy(PROJECT_DIR / name, source / name)
+        shutil.copy(BOOK_DIR / name, source / name)
     for page in CHAPTERS_DIR.iterdir():       # back matter: the ledger, the bibliography
         if page.suffix == ".md" and page.stem not in per_chapter and _is_notebook(page):
             execute_notebook(page, source / "chapters" / f"{page.stem}.ipynb", page.stem,
@@ -193,7 +198,7 @@ def build_book(params: dict | None = None, output: Path | None = None,
     t0 = time.perf_counter()
     # -W: a warning fails the build (--keep-going: after reporting all of them)
     built = subprocess.run([str(jb), "build", str(source), "--path-output", str(output), "-W",
-                            "--keep-going"], cwd=str(PROJECT_DIR), capture_output=not progress,
+                            "--keep-going"], cwd=str(home), capture_output=not progress,
                            text=True)
     if built.returncode != 0:
         log = (built.stdout or "") + (built.stderr or "")

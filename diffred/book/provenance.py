@@ -7,6 +7,7 @@ collapsible panel every chapter page shows (:class:`diffred.Chapter` calls these
 """
 from __future__ import annotations
 
+import functools
 import html
 import os
 import platform
@@ -16,9 +17,10 @@ from datetime import datetime, timezone
 from importlib import metadata
 
 from diffred.core import selftest
-from diffred.core.paths import PROJECT_DIR
+from diffred.core.paths import BOOK_DIR, PROJECT_DIR
 
-LIBRARIES = ("torch", "timm", "transformers", "scikit-learn", "numpy", "diffred")
+LIBRARIES = ("torch", "timm", "transformers", "scikit-learn", "numpy", "diffred-book")
+LOCK = BOOK_DIR / "requirements.lock"        # make install's exact environment (make lock)
 
 
 def quiet() -> None:
@@ -120,6 +122,48 @@ def versions() -> dict:
     return out
 
 
+def locked_versions(lock=LOCK) -> dict[str, str]:
+    """``name -> version`` of the lock file's entries that apply to this interpreter and
+    platform (their environment markers evaluated here)."""
+    import re
+
+    from packaging.markers import Marker
+    from packaging.utils import canonicalize_name
+    entry = re.compile(r"^([A-Za-z0-9_.\-]+)==([^\s;\\]+)\s*(?:;\s*([^\\]+?))?\s*\\?$")
+    out = {}
+    for line in lock.read_text().splitlines():
+        m = entry.match(line.rstrip())
+        if m and (m.group(3) is None or Marker(m.group(3)).evaluate()):
+            out[canonicalize_name(m.group(1))] = m.group(2)
+    return out
+
+
+def lock_differences(lock=LOCK) -> dict[str, tuple]:
+    """Packages whose installed version differs from the lock: ``name -> (locked, installed)``
+    (None where absent); the installer's own tools and diffred itself are not locked."""
+    from packaging.utils import canonicalize_name
+    want = locked_versions(lock)
+    have = {canonicalize_name(d.metadata["Name"]): d.version for d in metadata.distributions()}
+    unlocked = {"pip", "setuptools", "wheel", "diffred-book"}
+    names = (set(want) | set(have)) - unlocked
+    return {n: (want.get(n), have.get(n)) for n in sorted(names) if want.get(n) != have.get(n)}
+
+
+@functools.cache
+def environment() -> str:
+    """The lock file's SHA-256 (first 12) and whether this environment matches it (read once
+    per process)."""
+    import hashlib
+    if not LOCK.exists():
+        return "no lock file (not a checkout)"
+    digest = hashlib.sha256(LOCK.read_bytes()).hexdigest()[:12]
+    diff = lock_differences()
+    state = "installed exactly" if not diff else f"{len(diff)} package(s) differ, e.g. " + \
+        ", ".join(f"{n} {v[1] or 'absent'} (locked {v[0] or 'absent'})" for n, v in
+                  list(diff.items())[:3])
+    return f"requirements.lock {digest}: {state}"
+
+
 def collect(chapter: str, changed: dict, device: str | None, weights: dict,
             sections: list, elapsed: float) -> dict:
     """The provenance dict of a chapter run."""
@@ -127,6 +171,7 @@ def collect(chapter: str, changed: dict, device: str | None, weights: dict,
     return {"chapter": chapter, "commit": git_commit(), "changed_parameters": dict(changed),
             "hardware": hw, "precision": precision(hw["device"]),
             "speed_paths": selftest.summary(), "versions": versions(),
+            "environment": environment(),
             "weights": dict(weights),
             "sections": [{"section": n, "seconds": round(s, 1)} for n, s in sections],
             "wall_seconds": round(elapsed, 1),
@@ -158,6 +203,7 @@ def panel_html(data: dict, final: bool) -> str:
             ("precision", e(data["precision"])),
             ("speed paths checked here", e(data.get("speed_paths") or "none used")),
             ("versions", e(", ".join(f"{k} {v}" for k, v in data["versions"].items()))),
+            ("environment", e(data.get("environment", "—"))),
             ("weights", "<br>".join(f"{e(m)}: <code>{e(str(h)[:16])}</code>"
                                     for m, h in data["weights"].items()) or "—"),
             ("section wall time", "<br>".join(f"{e(s['section'])}: {s['seconds']:.0f} s"

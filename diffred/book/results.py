@@ -1,7 +1,12 @@
-"""Tidy result tables with provenance, written atomically beside the book's figures.
+"""Tidy result tables with provenance, written atomically beside the book's figures, and read
+back with their types.
 
-:class:`ResultSet` keeps a chapter's tables whole: they are staged in a temporary folder and
-swapped into ``<results>/<chapter>/`` in one step by :meth:`ResultSet.commit`, so a run
+Every table is written three ways: ``<name>.parquet`` (dtypes kept), ``<name>.csv`` (for any
+tool) and ``<name>.json`` (its provenance: code and library versions, device, the chapter's
+parameters).  :func:`load` reads a chapter's tables back as DataFrames — from Parquet, so
+integers stay integers and booleans booleans — with their provenance; :func:`read_table` reads
+one.  :class:`ResultSet` keeps a chapter's tables whole: they are staged in a temporary folder
+and swapped into ``<results>/<chapter>/`` in one step by :meth:`ResultSet.commit`, so a run
 killed half-way leaves the previous tables intact.  :func:`save_table` writes one table.
 """
 from __future__ import annotations
@@ -32,10 +37,25 @@ def provenance(**extra) -> dict:
             "written": datetime.now(timezone.utc).isoformat(timespec="seconds"), **extra}
 
 
+def _parquet(df: pd.DataFrame) -> bytes:
+    """``df`` as Parquet; a column of several Python types (e.g. numbers and text in one
+    "paper" column) is stored as text, every other column keeps its dtype."""
+    import pyarrow as pa
+    frame = df.reset_index(drop=True)
+    for column in [c for c in frame.columns if pd.api.types.is_object_dtype(frame[c])]:
+        try:
+            pa.array(frame[column], from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+            frame[column] = frame[column].map(lambda v: v if v is None or v != v else str(v))
+    buf = io.BytesIO()
+    frame.to_parquet(buf, index=False)
+    return buf.getvalue()
+
+
 def _table_files(df: pd.DataFrame, name: str, params: dict) -> dict[str, bytes]:
     buf = io.StringIO()
     df.to_csv(buf, index=False)
-    return {f"{name}.csv": buf.getvalue().encode(),
+    return {f"{name}.csv": buf.getvalue().encode(), f"{name}.parquet": _parquet(df),
             f"{name}.json": json.dumps(provenance(table=name, rows=len(df), **params), indent=1,
                                        default=str).encode()}
 
@@ -156,3 +176,84 @@ def _remove_stale_stages(root: Path, chapter: str) -> None:
             except PermissionError:
                 continue
             shutil.rmtree(path, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- reading back
+class ChapterResults(dict):
+    """A chapter's tables by name (``name -> DataFrame``), with ``provenance`` (the run's
+    ``provenance.json``: parameters, versions, hardware) and ``table_provenance[name]`` (each
+    table's ``.json``)."""
+
+    def __init__(self, chapter: str, folder: Path, tables: dict, provenance: dict,
+                 table_provenance: dict):
+        super().__init__(tables)
+        self.chapter, self.folder = chapter, folder
+        self.provenance, self.table_provenance = provenance, table_provenance
+
+    def __repr__(self) -> str:
+        return f"ChapterResults({self.chapter!r}, {len(self)} tables: {', '.join(self)})"
+
+
+def _chapter_folder(chapter: str, root: Path | None) -> Path:
+    root = Path(root) if root is not None else results_dir()
+    if (root / chapter).is_dir():
+        return root / chapter
+    found = sorted(p for p in root.glob(f"{chapter}_*") if p.is_dir()) if root.is_dir() else []
+    if len(found) == 1:
+        return found[0]
+    have = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")) \
+        if root.is_dir() else []
+    raise FileNotFoundError(f"no results of chapter {chapter!r} in {root}; there are: "
+                            f"{', '.join(have) or 'none (run the chapter first)'}")
+
+
+def _read(folder: Path, name: str) -> pd.DataFrame:
+    parquet = folder / f"{name}.parquet"
+    return pd.read_parquet(parquet) if parquet.exists() else pd.read_csv(folder / f"{name}.csv")
+
+
+def read_table(name: str, chapter: str, root: Path | None = None) -> pd.DataFrame:
+    """One table of a chapter's results (Parquet when written, else CSV).
+
+    Parameters
+    ----------
+    name : str
+        The table's name (its file stem, e.g. ``"probe_runs"``).
+    chapter, root : str, path
+        As :func:`load`.
+
+    Returns
+    -------
+    DataFrame
+        The table, dtypes kept where it was written as Parquet.
+    """
+    folder = _chapter_folder(chapter, root)
+    if not (folder / f"{name}.parquet").exists() and not (folder / f"{name}.csv").exists():
+        names = sorted(p.stem for p in folder.glob("*.csv"))
+        raise FileNotFoundError(f"no table {name!r} in {folder}; valid choices: {', '.join(names)}")
+    return _read(folder, name)
+
+
+def load(chapter: str, root: Path | None = None) -> ChapterResults:
+    """Every table of a chapter's last committed run, as tidy DataFrames with provenance.
+
+    Parameters
+    ----------
+    chapter : str
+        ``"01"`` or ``"01_diffuse_redundancy"``.
+    root : path, optional
+        The results folder (default ``$DIFFRED_RESULTS``, else the book's ``data/results``).
+
+    Returns
+    -------
+    ChapterResults
+        A dict ``table name -> DataFrame`` (dtypes from Parquet) with ``.provenance`` and
+        ``.table_provenance``.
+    """
+    folder = _chapter_folder(chapter, root)
+    names = sorted({p.stem for p in folder.glob("*.csv")} | {p.stem for p in folder.glob("*.parquet")})
+    meta = {n: json.loads((folder / f"{n}.json").read_text()) for n in names
+            if (folder / f"{n}.json").exists()}
+    run = folder / "provenance.json"
+    return ChapterResults(folder.name, folder, {n: _read(folder, n) for n in names},
+                          json.loads(run.read_text()) if run.exists() else {}, meta)

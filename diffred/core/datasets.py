@@ -22,10 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
+from diffred.core import datasources
 from diffred.core.data_manifest import MANIFEST
+from diffred.core.datasources import seeded_split
 from diffred.core.errors import AssetNotFound, check_choice
 from diffred.core.images import image_array
 from diffred.core.paths import cache_dir, data_dirs
+from diffred.core.plugins import DATASET_GROUP, discovered
 
 SPLITS = ("train", "dev", "test")
 
@@ -122,18 +125,6 @@ def find_file(relative: str, dataset: str) -> Path:
                         f"(set DIFFRED_DATA to the folder holding it{fetch})")
 
 
-def _seeded_split(labels: np.ndarray, split: str, frac_held: float, held_name: str,
-                  rest_name: str, seed: int = 0) -> np.ndarray:
-    """Indices of a seeded stratified split of an unsplit dataset: ``frac_held`` of each
-    class goes to ``held_name``, the rest to ``rest_name``."""
-    rng = np.random.default_rng(seed)
-    held = np.zeros(len(labels), dtype=bool)
-    for c in np.unique(labels):
-        idx = rng.permutation(np.flatnonzero(labels == c))
-        held[idx[: int(round(frac_held * len(idx)))]] = True
-    return np.flatnonzero(held if split == held_name else ~held)
-
-
 # --------------------------------------------------------------------------- vision loaders
 def _zip_images(zip_rel: str, dataset: str, prefix: str, label_from: Callable[[str], str]):
     path = find_file(zip_rel, dataset)
@@ -208,7 +199,7 @@ def _load_sign_digits(split: str):
     items, names, ids = _zip_images("vision/sign-language-digits.zip", "sign_digits", "Dataset/",
                                     lambda n: n.split("/")[1])
     labels = np.array([int(n) for n in names])
-    keep = _seeded_split(labels, split, 0.2, "test", "train")
+    keep = seeded_split(labels, split, 0.2, "test", "train")
     return [items[i] for i in keep], labels[keep], [str(d) for d in range(10)], [ids[i] for i in keep]
 
 
@@ -227,7 +218,7 @@ def _load_elpv(split: str):
     rows = [line.split() for line in (folder / "labels.csv").read_text().splitlines() if line.strip()]
     probs = np.array([float(r[1]) for r in rows])
     labels = np.rint(probs * 3).astype(np.int64)
-    keep = _seeded_split(labels, split, 0.25, "test", "train")
+    keep = seeded_split(labels, split, 0.25, "test", "train")
     items = [(folder / rows[i][0]).read_bytes() for i in keep]
     return items, labels[keep], ELPV_CLASSES, [rows[i][0] for i in keep]
 
@@ -249,7 +240,7 @@ def _read_tsv(path: Path, header: bool) -> list[list[str]]:
 
 def _dev_from_train(items, labels, split, seed=0):
     """Dalvi et al.: split the official train set 90/10 into train/dev."""
-    keep = _seeded_split(np.asarray(labels), split, 0.1, "dev", "train", seed)
+    keep = seeded_split(np.asarray(labels), split, 0.1, "dev", "train", seed)
     return [items[i] for i in keep], np.asarray(labels)[keep], keep
 
 
@@ -418,9 +409,36 @@ DATASETS: dict[str, DatasetSpec] = {s.name: s for s in [
 ]}
 
 
+def registered_datasets() -> dict[str, DatasetSpec]:
+    """The built-in :data:`DATASETS` and the datasets installed packages register as plugins
+    (entry-point group ``diffred.datasets``, :mod:`diffred.core.plugins`)."""
+    return {**DATASETS, **discovered(DATASET_GROUP, DatasetSpec, frozenset(DATASETS))}
+
+
+def dataset_spec(name: str) -> DatasetSpec:
+    """A registered dataset (built-in or plugin), or one of your own by path or hub name
+    (``imagefolder:<folder>``, ``npz:<file>``, ``hf:<dataset>``; :mod:`diffred.core.datasources`);
+    else a one-line error naming the valid choices."""
+    if name.startswith("imagefolder:"):
+        return DatasetSpec(name, "image", "images in class folders", name, "yours", "",
+                           lambda split: datasources.load_imagefolder(name, split),
+                           tuple(datasources.folder_splits(name)))
+    if name.startswith("npz:"):
+        return DatasetSpec(name, "image", "uint8 image arrays", name, "yours", "",
+                           lambda split: datasources.load_npz(name, split),
+                           datasources.npz_splits(name))
+    if name.startswith("hf:"):
+        kind, splits = datasources.hf_kind_and_splits(name)
+        return DatasetSpec(name, kind, "Hugging Face hub dataset", name, "per dataset", "",
+                           lambda split: datasources.load_hf(name, split), splits)
+    known = registered_datasets()
+    check_choice("dataset", name, list(known) + [f"{p}<...>" for p in datasources.PREFIXES])
+    return known[name]
+
+
 @lru_cache(maxsize=32)
 def _load_split(name: str, split: str):
-    return DATASETS[name].loader(split)
+    return dataset_spec(name).loader(split)
 
 
 def load_dataset(name: str, split: str = "train", n_per_class: int | None = None,
@@ -430,7 +448,9 @@ def load_dataset(name: str, split: str = "train", n_per_class: int | None = None
     Parameters
     ----------
     name : str
-        A key of :data:`DATASETS` (e.g. ``"cifar10"``, ``"sst2"``, ``"ud_pos"``).
+        A key of :data:`DATASETS` (e.g. ``"cifar10"``, ``"sst2"``, ``"ud_pos"``), a plugin's
+        name, or data of your own: ``imagefolder:<folder>``, ``npz:<file>``, ``hf:<dataset>``
+        (:mod:`diffred.core.datasources`).
     split : str, default "train"
         ``"train"``, ``"dev"`` or ``"test"``, as far as the dataset has it
         (``DATASETS[name].splits``).
@@ -449,8 +469,7 @@ def load_dataset(name: str, split: str = "train", n_per_class: int | None = None
         ``items`` (N inputs), ``labels`` of shape (N,) (token tasks: one tag per word),
         ``classes``, ``ids`` and the ``subset`` arguments.
     """
-    check_choice("dataset", name, DATASETS)
-    spec = DATASETS[name]
+    spec = dataset_spec(name)
     check_choice(f"split of {name}", split, spec.splits)
     items, labels, classes, ids = _load_split(name, split)
     if spec.kind == "tokens":
@@ -487,6 +506,12 @@ def _token_subset(name, split, sents, tags, classes, ids, n_words):
 
 def dataset_available(name: str) -> tuple[bool, str]:
     """(available, where) without loading everything."""
+    if name not in DATASETS:     # a plugin, or a path: its spec says whether it is there
+        try:
+            spec = dataset_spec(name)
+            return True, spec.source
+        except (AssetNotFound, ValueError, ImportError) as err:
+            return False, str(err)
     spec = DATASETS[name]
     try:
         if manifest_files(name):     # every file of the mirror layout, wherever it is found

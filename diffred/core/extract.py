@@ -27,7 +27,13 @@ from diffred.core.datasets import Data, load_dataset
 from diffred.core.device import default_device
 from diffred.core.errors import check_choice
 from diffred.core.images import image_batches, normalise, prefetch
-from diffred.core.models import MODELS, Backbone, load_model, model_fingerprint, model_kind
+from diffred.core.models import (
+    Backbone,
+    load_model,
+    model_fingerprint,
+    model_kind,
+    registered_models,
+)
 from diffred.core.precision import autocast, cache_tag, prepare_vision, resolve
 
 SENTENCE_POOLINGS = ("cls", "mean")
@@ -78,7 +84,7 @@ def features(model: str | Backbone, dataset: str | Data, split: str = "train",
     Parameters
     ----------
     model : str or Backbone
-        A registry name (:data:`~diffred.core.models.MODELS`, ``timm:<arch>``, ``hf:<repo>``),
+        A registry name (:data:`~diffred.core.models.MODELS`, a plugin, ``timm:<arch>``, ``hf:<repo>``),
         or a loaded text :class:`~diffred.core.models.Backbone` (e.g. a fine-tuned encoder,
         :mod:`diffred.core.finetune`) cached under its name and fingerprint.
     dataset : str or Data
@@ -194,8 +200,9 @@ def text_num_layers(model) -> int:
     """Number of transformer blocks L (hidden states are 0..L); model: name or Backbone."""
     if isinstance(model, Backbone):
         return model.num_layers
-    if model in MODELS:
-        return MODELS[model].inputs["num_layers"]
+    spec = registered_models().get(model)
+    if spec is not None and "num_layers" in spec.inputs:
+        return spec.inputs["num_layers"]
     return load_model(model).num_layers
 
 
@@ -204,7 +211,7 @@ def _vision_preprocess(model, data, resolution, backbone):
     """Input size, resampling and normalisation: the model's ``inputs`` config (timm's
     pretrained config for timm models), from the registry (no weights loaded) or from the
     loaded backbone (hub models)."""
-    inputs = MODELS[model].inputs if backbone is None else backbone.inputs
+    inputs = registered_models()[model].inputs if backbone is None else backbone.inputs
     return {"resolution": int(resolution or inputs["resolution"]), "mean": list(inputs["mean"]),
             "std": list(inputs["std"]),
             # ImageNet images are evaluated with the usual centre crop; small target images

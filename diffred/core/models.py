@@ -26,6 +26,7 @@ from pathlib import Path
 from diffred.core.cache import atomic_write_bytes, file_sha256
 from diffred.core.errors import AssetNotFound, check_choice
 from diffred.core.paths import cache_dir
+from diffred.core.plugins import MODEL_GROUP, discovered
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -61,8 +62,8 @@ class ModelSpec:
     source: str
     licence: str
     how_to_get: str
-    module: str            # importable module proving the weights are installed
-    fingerprint: Callable[[], str]
+    module: str            # importable module proving the weights are installed ("": always)
+    fingerprint: Callable[[], str] | None   # None: known only after loading (hashes the state)
     build: Callable[[], Backbone]
     #: text: num_layers; a vision model without a timm config: its preprocessing (as ``inputs``)
     config: dict = field(default_factory=dict)
@@ -295,6 +296,85 @@ def _build_hf(repo: str) -> Backbone:
     return _build_text(f"hf:{repo}", repo, _state_sha(model))
 
 
+# --------------------------------------------------------------------------- your own weights
+def timm_checkpoint(name: str, arch: str, weights: str | Path | Callable[[], Path], *,
+                    inputs: dict | None = None, source: str = "", licence: str = "unknown",
+                    notes: str = "") -> ModelSpec:
+    """A vision model of your own: a timm architecture with weights from a local file.
+
+    Register the returned spec as a plugin (:mod:`diffred.core.plugins`), and every chapter
+    takes ``name`` like a built-in model.
+
+    Parameters
+    ----------
+    name : str
+        The name chapters use (``-p models <name>``).
+    arch : str
+        A ``timm.create_model`` architecture, e.g. ``"resnet18"``.
+    weights : path, or a function of no arguments returning one
+        A state dict in timm's key names (``torch.save(model.state_dict(), path)``); any
+        classifier width (the head is resized to the checkpoint's).
+    inputs : dict, optional
+        ``resolution``, ``mean``, ``std``, ``crop_pct``, ``interpolation``; default: timm's
+        pretrained config of ``arch``.
+    source, licence, notes : str
+        Shown by ``diffred assets`` and the provenance panel.
+
+    Returns
+    -------
+    ModelSpec
+        Fingerprinted by the file's SHA-256; layers: ``penultimate`` and timm's feature stages.
+    """
+    path = weights if callable(weights) else lambda: Path(weights)
+    return ModelSpec(name, "vision", f"{arch} (timm), your weights", source or str(weights),
+                     licence, f"a state dict of timm {arch} at {weights}", "",
+                     lambda: _memo_sha([_existing(name, path())]),
+                     lambda: _build_checkpoint(name, arch, _existing(name, path()), inputs),
+                     dict(inputs or {}), notes, "" if inputs else arch)
+
+
+def hf_folder(name: str, folder: str | Path | Callable[[], Path], *, source: str = "",
+              licence: str = "unknown", notes: str = "") -> ModelSpec:
+    """A text encoder of your own: a folder written by ``save_pretrained`` (its config,
+    weights and tokenizer), registered like :func:`timm_checkpoint`."""
+    where = folder if callable(folder) else lambda: Path(folder)
+
+    def weights() -> list[Path]:
+        root = _existing(name, where())
+        files = sorted(root.glob("*.safetensors")) or sorted(root.glob("*.bin"))
+        if not files:
+            raise AssetNotFound(f"model {name!r}: no *.safetensors or *.bin weights in {root}")
+        return files
+
+    return ModelSpec(name, "text", "transformers encoder, your weights", source or str(folder),
+                     licence, f"a save_pretrained folder at {folder}", "",
+                     lambda: _memo_sha(weights()),
+                     lambda: _build_text(name, where(), _memo_sha(weights())), {}, notes)
+
+
+def _existing(name: str, path: Path) -> Path:
+    if not Path(path).exists():
+        raise AssetNotFound(f"model {name!r}: {path} does not exist")
+    return Path(path)
+
+
+def _build_checkpoint(name: str, arch: str, path: Path, inputs: dict | None) -> Backbone:
+    import timm
+    import torch
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model = timm.create_model(arch, pretrained=False)
+    head = f"{model.pretrained_cfg.get('classifier') or 'fc'}.weight"
+    if head in state and state[head].shape[0] != model.num_classes:
+        model.reset_classifier(state[head].shape[0])
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        first = str(err).splitlines()[1].strip() if "\n" in str(err) else str(err)
+        raise AssetNotFound(f"model {name!r}: {path} is not a state dict of timm {arch} "
+                            f"({first})") from None
+    return _vision_backbone(name, model, _memo_sha([path]), inputs or timm_inputs(arch))
+
+
 # --------------------------------------------------------------------------- registry
 def _lite_spec(k: int) -> ModelSpec:
     return ModelSpec(
@@ -409,22 +489,36 @@ def build_model(arch: Arch, n_classes: int, seed: int):
     return ARCHITECTURES[arch.name].create(n_classes, arch.width)
 
 
+def registered_models() -> dict[str, ModelSpec]:
+    """The built-in :data:`MODELS` and the models installed packages register as plugins
+    (entry-point group ``diffred.models``, :mod:`diffred.core.plugins`)."""
+    return {**MODELS, **discovered(MODEL_GROUP, ModelSpec, frozenset(MODELS))}
+
+
+def model_spec(name: str) -> ModelSpec:
+    """The registered model ``name`` (built-in or plugin), or a one-line error naming the
+    valid choices."""
+    models = registered_models()
+    check_choice("model", name, list(models) + ["timm:<name>", "hf:<name>"])
+    return models[name]
+
+
 def model_kind(name: str) -> str:
     """'vision' or 'text' without loading weights."""
     if name.startswith("timm:"):
         return "vision"
     if name.startswith("hf:"):
         return "text"
-    check_choice("model", name, list(MODELS) + ["timm:<name>", "hf:<name>"])
-    return MODELS[name].kind
+    return model_spec(name).kind
 
 
 def model_fingerprint(name: str) -> str | None:
-    """Weights hash without building the model (None for hub models: known after loading)."""
+    """Weights hash without building the model (None for hub models and plugins that declare
+    none: known after loading)."""
     if name.startswith(HUB_PREFIXES):
         return None
-    model_kind(name)
-    return MODELS[name].fingerprint()
+    spec = model_spec(name)
+    return spec.fingerprint() if spec.fingerprint else None
 
 
 @lru_cache(maxsize=4)
@@ -436,8 +530,9 @@ def load_model(name: str) -> Backbone:
     Parameters
     ----------
     name : str
-        A key of :data:`MODELS` (e.g. ``"efficientnet_lite0"``, ``"minilm_l6"``), or
-        ``timm:<arch>`` / ``hf:<repo>`` (from the hub, online).
+        A key of :data:`MODELS` (e.g. ``"efficientnet_lite0"``, ``"minilm_l6"``), a plugin's
+        name (:func:`registered_models`), or ``timm:<arch>`` / ``hf:<repo>`` (from the hub,
+        online).
 
     Returns
     -------
@@ -450,14 +545,15 @@ def load_model(name: str) -> Backbone:
         return _build_timm(name[5:])
     if name.startswith("hf:"):
         return _build_hf(name[3:])
-    model_kind(name)
-    return MODELS[name].build()
+    return model_spec(name).build()
 
 
 def model_available(name: str) -> bool:
     """Whether the package holding the weights is installed (module or distribution name)."""
     from importlib import metadata
-    module = MODELS[name].module
+    module = model_spec(name).module
+    if not module:
+        return True
     try:
         if "-" in module:
             metadata.distribution(module)

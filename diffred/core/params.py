@@ -109,9 +109,11 @@ def Float(low=None, high=None, **kw) -> Number:
 @dataclass(frozen=True)
 class Choice(Rule):
     """One of ``choices`` (a sequence, or a function returning it: registries are read lazily);
-    ``prefixes`` also admits any value starting with one of them (e.g. ``timm:``)."""
+    ``prefixes`` also admits any value starting with one of them (e.g. ``timm:``), which
+    ``check_prefixed`` (if given) may refuse by raising an error whose message names why."""
     choices: Any = ()
     prefixes: tuple = ()
+    check_prefixed: Any = None
 
     def options(self) -> list:
         return list(self.choices() if callable(self.choices) else self.choices)
@@ -119,6 +121,11 @@ class Choice(Rule):
     def _check(self, value):
         if isinstance(value, str) and any(value.startswith(p) and len(value) > len(p)
                                           for p in self.prefixes):
+            if self.check_prefixed is not None:
+                try:
+                    self.check_prefixed(value)
+                except (DiffredError, ValueError) as err:
+                    raise Invalid(str(err)) from None
             return value
         options = self.options()
         if value not in options:
@@ -179,20 +186,30 @@ class Pair(Rule):
 
 # --------------------------------------------------------------------------- registries
 def model_names(kind: str | None = None) -> Choice:
-    """Offline models of ``kind`` ('vision' | 'text') by short name, or any hub name."""
+    """Offline models and plugins of ``kind`` ('vision' | 'text') by name, or any hub name."""
     def names():
-        from diffred.core.models import MODELS
-        return [n for n, s in MODELS.items() if kind is None or s.kind == kind]
+        from diffred.core.models import registered_models
+        return [n for n, s in registered_models().items() if kind is None or s.kind == kind]
     prefixes = {"vision": ("timm:",), "text": ("hf:",)}.get(kind, ("timm:", "hf:"))
     return Choice(choices=names, prefixes=prefixes)
 
 
 def dataset_names(*kinds: str) -> Choice:
-    """Datasets whose kind is one of ``kinds`` ('image', 'text', 'text_pair', 'tokens')."""
+    """Datasets whose kind is one of ``kinds`` ('image', 'text', 'text_pair', 'tokens'), by
+    registry or plugin name, or (images, sentences) your own by path or hub name
+    (:mod:`diffred.core.datasources`), checked to exist and be of the right kind."""
     def names():
-        from diffred.core.datasets import DATASETS
-        return [n for n, s in DATASETS.items() if not kinds or s.kind in kinds]
-    return Choice(choices=names)
+        from diffred.core.datasets import registered_datasets
+        return [n for n, s in registered_datasets().items() if not kinds or s.kind in kinds]
+
+    def check(name):
+        from diffred.core.datasets import dataset_spec
+        spec = dataset_spec(name)
+        if kinds and spec.kind not in kinds:
+            raise ValueError(f"{name!r} holds {spec.kind} items; expected {' or '.join(kinds)}")
+    prefixes = ("imagefolder:", "npz:", "hf:") if not kinds or "image" in kinds else \
+        ("hf:",) if {"text", "text_pair"} & set(kinds) else ()
+    return Choice(choices=names, prefixes=prefixes, check_prefixed=check)
 
 
 # --------------------------------------------------------------------------- parsing

@@ -16,6 +16,10 @@ from pathlib import Path
 PACKAGE_DIR = Path(__file__).resolve().parents[1]       # diffred/
 PROJECT_DIR = PACKAGE_DIR.parent
 IN_CHECKOUT = (PROJECT_DIR / "_config.yml").exists()
+#: the book's sources (``_config.yml``, ``_toc.yml``, ``intro.md``, ``chapters/``): the checkout,
+#: or the copy a wheel ships in ``diffred/_book/`` (``setup.py``), so ``diffred run`` works
+#: after ``pip install``
+BOOK_DIR = PROJECT_DIR if IN_CHECKOUT else PACKAGE_DIR / "_book"
 
 
 def default_data_dir() -> Path:

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from diffred import results
 from diffred.book.chapter import chapters, quick_preset, resolve_parameters
 from diffred.book.cli import run_chapter
 
@@ -182,6 +183,10 @@ def test_chapter_runs_at_quick_scale_and_writes_its_tables(chapter, tmp_path, mo
     for name in tables:
         provenance = json.loads((folder / f"{name}.json").read_text())
         assert provenance["table"] == name and provenance["rows"] == len(tables[name])
+    loaded = results.load(chapter, root=tmp_path / "results")     # the reader's way back
+    assert set(loaded) == set(tables) and loaded.provenance["commit"]
+    for name, table in tables.items():
+        pd.testing.assert_frame_equal(loaded[name], table, check_dtype=False)
     params = resolve_parameters(chapter, {"quick": True})
     assert quick_preset(chapters()[chapter])
     CHECKS[chapter[:2]](tables, params)

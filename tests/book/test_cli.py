@@ -11,7 +11,7 @@ def test_assets_table_lists_every_model_and_dataset():
     names = set(table["name"])
     assert {"efficientnet_lite0", "minilm_l6", "mpnet_base", "resnet152_resmem", "cifar10",
             "fashion_mnist", "elpv", "conll2003_ner"} <= names
-    assert set(table["available"]) <= {"yes", "no", "online only"}
+    assert set(table["available"]) <= {"yes", "no", "online only", "by path"}
     row = table.set_index("name").loc["efficientnet_lite0"]
     assert row["available"] == "yes" and row["licence"] == "Apache-2.0"
 

@@ -369,7 +369,7 @@ def test_interrupted_chapter_run_leaves_the_previous_tables_intact(tmp_path):
     path = rs.save(pd.DataFrame({"v": [3]}), "a", quick=True)
     assert path == root / "01_x" / "a.csv" and pd.read_csv(path)["v"].tolist() == [1, 1]
     assert rs.commit() == root / "01_x"
-    assert sorted(p.name for p in (root / "01_x").iterdir()) == ["a.csv", "a.json"]
+    assert sorted(p.name for p in (root / "01_x").iterdir()) == ["a.csv", "a.json", "a.parquet"]
     assert pd.read_csv(path)["v"].tolist() == [3]
     assert json.loads((root / "01_x" / "a.json").read_text())["quick"] is True
     assert sorted(p.name for p in root.iterdir()) == ["01_x"]   # stale stage removed
