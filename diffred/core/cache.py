@@ -12,8 +12,8 @@ algorithm, and manifests of either kind load).
   (measured): a 1.5 GB entry's first open takes 1.0 s from the page cache (1.7 s from disk)
   instead of 0.4 ms; small feature entries 1.3 ms instead of 0.2 ms.
 * **Atomic, concurrent-safe commits**: an entry is written into a private temporary folder
-  ``.<key>.tmp-<pid>-*`` and renamed into place; the first valid writer wins (a later one
-  discards its copy).  Removal renames an entry to ``.<key>.trash-<pid>-*`` before deleting
+  ``.<key>.tmp-<host>@<pid>-*`` and renamed into place; the first valid writer wins (a later one
+  discards its copy).  Removal renames an entry to ``.<key>.trash-<host>@<pid>-*`` before deleting
   it, and a reader opens every file through one handle on the entry's folder, so it never
   mixes files of two versions of an entry.
 * **Faults**: loading never writes, so a read-only cache serves its valid entries; a write that
@@ -51,14 +51,19 @@ if TYPE_CHECKING:
 
 from diffred.core.codeversion import _resolve, code_version, producer_name  # noqa: F401
 from diffred.core.errors import CacheWriteError
-from diffred.core.paths import atomic_write_bytes, cache_dir  # noqa: F401  (re-exported)
+from diffred.core.paths import HOST as _HOST
+from diffred.core.paths import atomic_write_bytes, cache_dir, writer_tag  # noqa: F401  (re-exported)
 
 HASH = "sha256"                       # written; faster than blake2b here (module docstring)
 HASHES = ("sha256", "blake2b")        # read
 FORMAT = 2                            # 1: files keyed by array name (".npy" implied)
 WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
 _KEY = re.compile(r"[0-9a-f]{32}")
-_LEFTOVER = re.compile(r"\.[0-9a-f]{32}\.(?:(tmp|trash)-(\d+)-)?\w+")
+# ``.<key>.tmp-<host>@<pid>-<random>`` (older: no host, or no host and pid)
+_LEFTOVER = re.compile(r"\.[0-9a-f]{32}\.(?:(tmp|trash)-(?:([\w.\-]+)@)?(\d+)-)?\w+")
+_TMP_FILE = re.compile(r"\..+\.(?:(?:([\w.\-]+)@)?(\d+)-)?\w+\.tmp")
+#: another host's temporary folder (a shared cache on a cluster) is judged by age, not PID
+FOREIGN_STALE_SECONDS = 24 * 3600
 _VERIFIED: set[tuple] = set()         # (dev, ino, size, mtime_ns, ctime_ns, digest) hashed OK
 
 
@@ -89,7 +94,7 @@ def _warn(message: str) -> None:
 
 def _discard(folder: Path) -> None:
     """Rename ``folder`` to a unique trash name beside it, then delete it (OSError if it cannot)."""
-    trash = folder.with_name(f".{folder.name}.trash-{os.getpid()}-{secrets.token_hex(4)}")
+    trash = folder.with_name(f".{folder.name}.trash-{writer_tag()}-{secrets.token_hex(4)}")
     os.rename(folder, trash)
     shutil.rmtree(trash, ignore_errors=True)
 
@@ -294,7 +299,7 @@ class EntryWriter:
         with self._writing():
             self.folder.parent.mkdir(parents=True, exist_ok=True)
             self.tmp = Path(tempfile.mkdtemp(dir=self.folder.parent,
-                                             prefix=f".{self.key}.tmp-{os.getpid()}-"))
+                                             prefix=f".{self.key}.tmp-{writer_tag()}-"))
             os.chmod(self.tmp, 0o755)              # mkdtemp's 0700 would hide the entry
         return self
 
@@ -367,25 +372,39 @@ class EntryWriter:
 
 
 # --------------------------------------------------------------------------- tables
+def _tables_key(kind: str, spec: dict, code: tuple, tag: dict | None) -> tuple[str, str, dict]:
+    from diffred.core.precision import result_tag
+    version = code_version(*code)
+    tag = result_tag() if tag is None else tag   # {} unless results may differ from float32 here
+    return hash_key({"kind": kind, "spec": spec, "code": version, **tag}), version, tag
+
+
+def find_tables(kind: str, spec: dict, code: tuple = (), tag: dict | None = None
+                ) -> dict[str, pd.DataFrame] | None:
+    """The tables :func:`cached_tables` would return from the cache, or None on a miss
+    (nothing is computed): a cluster's driver submits only the units this misses."""
+    key, _, _ = _tables_key(kind, spec, code, tag)
+    hit = ArrayStore(kind).load(key)
+    return None if hit is None else hit[0]
+
+
 def cached_tables(kind: str, spec: dict, compute: Callable[[], dict[str, pd.DataFrame]],
-                  code: tuple = ()) -> dict[str, pd.DataFrame]:
+                  code: tuple = (), tag: dict | None = None) -> dict[str, pd.DataFrame]:
     """Tables from the cache entry keyed by hash(spec + code_version(*code)), or computed,
     stored (CSV files in an integrity-checked entry, written atomically) and returned.
 
     ``code``: the modules / functions / classes whose source produces the tables, so editing
     them (not their docstrings or comments) gives a new entry; the key also holds the
-    precision setting where it is not plain float32
-    (:func:`diffred.core.precision.result_tag`).  The tables come back as CSV
-    reads them (index dropped, dtypes as CSV round-trips), identical on a miss and a hit; when
-    the cache cannot be written they are returned anyway with one warning line.
+    precision setting where it is not plain float32 (``tag``, by default this process's
+    :func:`diffred.core.precision.result_tag`; a cluster's unit passes the driver's).  The
+    tables come back as CSV reads them (index dropped, dtypes as CSV round-trips), identical
+    on a miss and a hit; when the cache cannot be written they are returned anyway with one
+    warning line.
     """
     import pandas as pd
 
-    from diffred.core.precision import result_tag
-    version = code_version(*code)
+    key, version, tag = _tables_key(kind, spec, code, tag)
     store = ArrayStore(kind)
-    tag = result_tag()          # {} unless results may differ from float32 ones here
-    key = hash_key({"kind": kind, "spec": spec, "code": version, **tag})
     hit = store.load(key)
     if hit is not None:
         return hit[0]
@@ -456,14 +475,21 @@ def entries(root: Path | None = None) -> Iterator[tuple[str, str]]:
 
 
 def _leftovers(root: Path) -> Iterator[Path]:
-    """Temporary and trash folders / files no live process is writing."""
+    """Temporary and trash folders / files no live process is writing: on this host, those of
+    dead PIDs; another host's (a cache shared by a cluster) only once older than
+    :data:`FOREIGN_STALE_SECONDS`; old names without a PID, after an hour."""
     for path in root.rglob(".*"):
-        m = _LEFTOVER.fullmatch(path.name) if path.is_dir() else \
-            re.fullmatch(r"\..+\.(?:(\d+)-)?\w+\.tmp", path.name)
+        m = (_LEFTOVER if path.is_dir() else _TMP_FILE).fullmatch(path.name)
         if not m:
             continue
-        pid = m.group(m.re.groups)                     # None: old naming, stale after an hour
-        stale = time.time() - path.lstat().st_mtime > 3600 if pid is None else not _alive(int(pid))
+        host, pid = m.group(m.re.groups - 1), m.group(m.re.groups)
+        age = time.time() - path.lstat().st_mtime
+        if pid is None:
+            stale = age > 3600
+        elif host is not None and host != _HOST:
+            stale = age > FOREIGN_STALE_SECONDS
+        else:
+            stale = not _alive(int(pid))
         if stale or (m.re is _LEFTOVER and m.group(1) == "trash"):
             yield path
 

@@ -10,6 +10,8 @@
 from __future__ import annotations
 
 import os
+import re
+import socket
 import tempfile
 from pathlib import Path
 
@@ -57,11 +59,21 @@ def results_dir() -> Path:
     return path
 
 
+HOST = re.sub(r"[^\w.\-]", "_", socket.gethostname()) or "host"
+
+
+def writer_tag() -> str:
+    """``<host>@<pid>``: who writes a temporary file or folder (the host first: a cache may be
+    shared by the machines of a cluster, where a PID means nothing)."""
+    return f"{HOST}@{os.getpid()}"
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file (``.<name>.<pid>-*.tmp``) and rename."""
+    """Write ``data`` to ``path`` via a temporary file (``.<name>.<host>@<pid>-*.tmp``) and
+    rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}-",
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{writer_tag()}-",
                                suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:

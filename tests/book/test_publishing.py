@@ -237,7 +237,7 @@ def test_charts_tables_and_code_fit_the_page_at_1280px(site: Path, tmp_path: Pat
     if chromium is None:
         pytest.skip("headless Chromium is not installed (apt-get install -y chromium)")
     (site / "_layout.js").write_text(LAYOUT_JS)
-    for stem in [*chapters(), "rules_ledger", "your_own_model_and_data"]:   # + back matter
+    for stem in [*chapters(), "rules_ledger", "your_own_model_and_data", "running_at_scale"]:
         page = site / "chapters" / f"_layout_{stem}.html"
         html = (site / "chapters" / f"{stem}.html").read_text()
         page.write_text(html.replace("</body>", '<script src="../_layout.js"></script></body>'))

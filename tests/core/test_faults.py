@@ -588,3 +588,22 @@ def test_a_constant_read_through_an_import_is_part_of_the_key(tmp_path):
     base = key("base")
     assert key("grid", lambda p: _edit(p, "GRID = (0.1, 0.5)", "GRID = (0.1, 0.6)")) != base
     assert key("other", lambda p: _edit(p, "OTHER = 1", "OTHER = 2")) == base
+
+
+def test_gc_judges_another_hosts_temp_folders_by_age(tmp_path):
+    """A cache shared by a cluster: a PID on another host means nothing here, so that host's
+    temporary folder is kept while it may be live (24 h) and removed after; this host's are
+    judged by their PID."""
+    shard = tmp_path / "sweep" / "ab"
+    shard.mkdir(parents=True)
+    live_elsewhere = shard / f".{'a' * 32}.tmp-node17.cluster@{os.getpid()}-x1"
+    dead_elsewhere = shard / f".{'b' * 32}.tmp-node17.cluster@{os.getpid()}-x2"
+    dead_here = shard / f".{'c' * 32}.tmp-{C.writer_tag().split('@')[0]}@{2**22 + 3}-x3"
+    alive_here = shard / f".{'d' * 32}.tmp-{C.writer_tag()}-x4"
+    for folder in (live_elsewhere, dead_elsewhere, dead_here, alive_here):
+        folder.mkdir()
+    old = time.time() - C.FOREIGN_STALE_SECONDS - 60
+    os.utime(dead_elsewhere, (old, old))
+    removed = {Path(p).name for p, why in C.collect_garbage(tmp_path) if why == "leftover"}
+    assert removed == {dead_elsewhere.name, dead_here.name}
+    assert live_elsewhere.exists() and alive_here.exists()

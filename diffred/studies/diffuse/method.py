@@ -202,13 +202,13 @@ def gap_intervals(runs: pd.DataFrame, correct: np.ndarray) -> pd.DataFrame:
     return runs
 
 
-def cached_sweep(spec: dict, compute) -> SweepResult:
+def cached_sweep(spec: dict, compute, tag: dict | None = None) -> SweepResult:
     """A sweep's tables from the result cache (:func:`diffred.core.cache.cached_tables`), or
     computed and stored.
 
     ``spec`` names the cached features (their content keys) and every probe setting; the key
     also holds the code version of this module and of the probe engine, so a changed solver
-    never serves a stale sweep."""
+    never serves a stale sweep (``tag``: the precision tag, default this process's)."""
 
     from diffred.core.cache import cached_tables
 
@@ -217,8 +217,38 @@ def cached_sweep(spec: dict, compute) -> SweepResult:
         res = compute()
         res.runs["probe_seconds"] = time.perf_counter() - start
         return {"runs": res.runs, "per_class": res.per_class}
-    out = cached_tables("sweep", spec, tables, code=(sweep,))
+    out = cached_tables("sweep", spec, tables, code=(sweep,), tag=tag)
     return SweepResult(out["runs"], out["per_class"])
+
+
+def sweep_unit(unit: dict) -> SweepResult:
+    """One probe sweep as a unit of work (:func:`diffred.core.engine.run_units`): ``unit`` holds
+    the sweep's cache spec (``sweep``: the features' content keys and every probe setting), the
+    class names, and what the driver resolved — ``device``, ``precision`` and its result
+    ``tag``.  The features are opened from the cache by key, so no array travels."""
+    from diffred.core import precision
+    from diffred.core.extract import STORE
+    precision.use(unit["precision"])
+    if precision.result_tag() != unit["tag"]:
+        from diffred.core.errors import DiffredError
+        raise DiffredError(f"this worker's hardware gives precision tag {precision.result_tag()}, "
+                           f"the driver's {unit['tag']}: run workers on the driver's CPU class, "
+                           "or use precision 'fp32'")
+    spec = unit["sweep"]
+
+    def compute():
+        (train, _), (test, _) = (STORE.load(spec[s], mmap=True) for s in ("train", "test"))
+        return sweep(train["X"], np.asarray(train["y"]), test["X"], np.asarray(test["y"]),
+                     fractions=spec["fractions"], seeds=spec["seeds"], methods=spec["methods"],
+                     classes=unit["classes"], C=spec["C"], max_iter=spec["max_iter"],
+                     device=unit["device"])
+    return cached_sweep(spec, compute, tag=unit["tag"])
+
+
+def _sweep_lookup(unit: dict) -> SweepResult | None:
+    from diffred.core.cache import find_tables
+    out = find_tables("sweep", unit["sweep"], code=(sweep,), tag=unit["tag"])
+    return None if out is None else SweepResult(out["runs"], out["per_class"])
 
 
 def _subset_str(meta: dict) -> str:
@@ -250,7 +280,11 @@ def run_sweeps(models, datasets, *, layers=("penultimate",), extract_layers=None
     from diffred.core.models import model_kind
     train_subset = dict(train_subset or {})
     test_subset = dict(test_subset or {})
-    runs, per_class = [], []
+    from diffred.core import engine, precision
+    from diffred.core.device import default_device
+    resolved = {"device": device or default_device(), "precision": precision.setting(),
+                "tag": precision.result_tag()}             # decided here, not on a worker
+    units, provenance = [], []
     for model in models:
         kind = model_kind(model)
         for dataset in datasets:
@@ -271,17 +305,17 @@ def run_sweeps(models, datasets, *, layers=("penultimate",), extract_layers=None
                 spec = {"train": tr[key].meta["key"], "test": te[key].meta["key"],
                         "fractions": [float(f) for f in fractions], "seeds": list(map(int, seeds)),
                         "methods": list(methods), "C": C, "max_iter": max_iter}
-                res = cached_sweep(spec, lambda: sweep(
-                    tr[key].X, tr[key].y, te[key].X, te[key].y, fractions=fractions, seeds=seeds,
-                    methods=methods, classes=tr[key].classes, C=C, max_iter=max_iter,
-                    device=device))
+                units.append({"sweep": spec, "classes": list(tr[key].classes), **resolved})
                 meta = tr[key].meta
-                prov = {"model": model, "weights": meta["weights"], "dataset": dataset,
-                        "layer": str(lay), "train_subset": _subset_str(meta),
-                        "test_subset": _subset_str(te[key].meta), "n_train": len(tr[key].y),
-                        "n_test": len(te[key].y), "code_version": __version__}
-                runs.append(res.runs.assign(**prov))
-                per_class.append(res.per_class.assign(**prov))
+                provenance.append(
+                    {"model": model, "weights": meta["weights"], "dataset": dataset,
+                     "layer": str(lay), "train_subset": _subset_str(meta),
+                     "test_subset": _subset_str(te[key].meta), "n_train": len(tr[key].y),
+                     "n_test": len(te[key].y), "code_version": __version__})
+    results = engine.run_units(sweep_unit, units, lookup=_sweep_lookup, desc="probe sweeps",
+                               progress=progress)
+    runs = [res.runs.assign(**prov) for res, prov in zip(results, provenance)]
+    per_class = [res.per_class.assign(**prov) for res, prov in zip(results, provenance)]
     if not runs:                                    # no models or datasets: empty tables
         return SweepResult(pd.DataFrame(columns=_RUN_COLUMNS),
                            pd.DataFrame(columns=_PER_CLASS_COLUMNS))

@@ -40,7 +40,7 @@ SCHEMA = Schema("01_diffuse_redundancy", {
     "layer_datasets": ListOf(dataset_names("image"), min_len=0),
     "intermediate_layers": ListOf(Rule(), min_len=0),
     "dr_deltas": ListOf(FRACTION), "C": POSITIVE, "max_iter": Int(1), "device": DEVICE,
-    "precision": PRECISION,
+    "precision": PRECISION, "workers": Int(0),
 }, renamed={"vision_models": "models", "vision_datasets": "datasets", "n_seeds": "seeds",
             "train_per_class": "n_per_class", "test_per_class": "n_test_per_class",
             "curve_train_per_class": "curve_n_per_class"})
