@@ -475,16 +475,17 @@ def entries(root: Path | None = None) -> Iterator[tuple[str, str]]:
 
 
 def _leftovers(root: Path) -> Iterator[Path]:
-    """Temporary and trash folders / files no live process is writing: on this host, those of
-    dead PIDs; another host's (a cache shared by a cluster) only once older than
-    :data:`FOREIGN_STALE_SECONDS`; old names without a PID, after an hour."""
+    """Temporary and trash folders / files no live process is writing: folders of this host's
+    dead PIDs; another host's folders (a cache shared by a cluster) only once older than
+    :data:`FOREIGN_STALE_SECONDS`; temporary files (written in milliseconds) and old names
+    without a PID, after an hour."""
     for path in root.rglob(".*"):
         m = (_LEFTOVER if path.is_dir() else _TMP_FILE).fullmatch(path.name)
         if not m:
             continue
         host, pid = m.group(m.re.groups - 1), m.group(m.re.groups)
         age = time.time() - path.lstat().st_mtime
-        if pid is None:
+        if pid is None or m.re is _TMP_FILE:    # a file is written in milliseconds: by age
             stale = age > 3600
         elif host is not None and host != _HOST:
             stale = age > FOREIGN_STALE_SECONDS

@@ -184,10 +184,17 @@ def _references(obj) -> tuple[list, list]:
     return found, constants
 
 
+#: modules that store, locate, key, schedule or report results but never compute one: their
+#: code is not followed (editing the cache's temporary-folder naming, say, recomputes nothing)
+NOT_COMPUTATION = frozenset({"diffred.core.cache", "diffred.core.paths", "diffred.core.engine",
+                             "diffred.core.errors", "diffred.core.plugins", __name__})
+
+
 @functools.cache
 def dependencies(*objects) -> tuple[tuple, tuple]:
     """``objects`` and every diffred function / class they reach through :func:`_references`
-    (sorted by name), and the module constants those read: what :func:`code_version` hashes."""
+    (sorted by name), and the module constants those read: what :func:`code_version` hashes.
+    Code of :data:`NOT_COMPUTATION` modules is not followed."""
     seen: dict[str, Any] = {}
     constants: dict[str, str] = {}
     stack = [inspect.unwrap(o) if callable(o) and not inspect.isclass(o) else o for o in objects]
@@ -200,8 +207,8 @@ def dependencies(*objects) -> tuple[tuple, tuple]:
         if inspect.ismodule(obj):
             continue                                     # a module passed whole: its source
         found, consts = _references(obj)
-        constants.update(consts)
-        stack.extend(f for f in found if f is not obj)
+        constants.update((n, v) for n, v in consts if n.rpartition(".")[0] not in NOT_COMPUTATION)
+        stack.extend(f for f in found if f is not obj and f.__module__ not in NOT_COMPUTATION)
     return tuple(seen[k] for k in sorted(seen)), tuple(sorted(constants.items()))
 
 

@@ -69,11 +69,10 @@ def writer_tag() -> str:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file (``.<name>.<host>@<pid>-*.tmp``) and
-    rename."""
+    """Write ``data`` to ``path`` via a temporary file (``.<name>.<pid>-*.tmp``) and rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{writer_tag()}-",
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}-",
                                suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:

@@ -559,7 +559,11 @@ def test_a_sweep_key_follows_the_code_that_computes_it(tmp_path):
         p / "core/_lbfgs.py", "    q, alpha = g.clone(), {}", "    q, alpha = g.clone() * 1.0, {}"))
     constant = _sweep_key_after(tmp_path, "constant", lambda p: _edit(
         p / "core/probe.py", "TOL = 3e-5", "TOL = 1e-5"))
-    assert report == base
+    # storing is not computing: how the cache names its temporary folders, where files live
+    storage = _sweep_key_after(tmp_path, "storage", lambda p: (
+        _edit(p / "core/paths.py", 'return f"{HOST}@{os.getpid()}"', 'return f"{os.getpid()}@{HOST}"'),
+        _edit(p / "core/cache.py", "FOREIGN_STALE_SECONDS = 24 * 3600", "FOREIGN_STALE_SECONDS = 3600")))
+    assert report == base and storage == base
     assert solver != base and constant != base and solver != constant
 
 
