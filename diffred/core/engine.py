@@ -8,9 +8,10 @@ from the shared cache by key.  :func:`run_units` runs a list of them:
 * **serial** (the default, ``DIFFRED_CLUSTER`` unset or ``serial``): ``fn(spec)`` in order, in
   this process — exactly the book's behaviour and cost without this module;
 * ``local:N`` (or a chapter's ``workers = N``): a :class:`distributed.LocalCluster` of N worker
-  processes, one thread each (torch threads split between them), bound to 127.0.0.1, no
-  dashboard; workers stay alive between units, so loaded models and the torch import are paid
-  once per worker;
+  processes, bound to 127.0.0.1, no dashboard; workers stay alive between units, so loaded
+  models and the torch import are paid once per worker (a unit computes with the driver's
+  torch thread count, so its numbers equal a serial run's: on a small machine that
+  oversubscribes the cores);
 * ``tcp://host:port`` or ``file:<scheduler.json>``: a running Dask scheduler;
 * ``slurm``: a :class:`dask_jobqueue.SLURMCluster` built from the user's jobqueue
   configuration (``~/.config/dask/jobqueue.yaml``), scaled to ``DIFFRED_SLURM_JOBS`` (default 1).

@@ -225,10 +225,15 @@ def sweep_unit(unit: dict) -> SweepResult:
     """One probe sweep as a unit of work (:func:`diffred.core.engine.run_units`): ``unit`` holds
     the sweep's cache spec (``sweep``: the features' content keys and every probe setting), the
     class names, and what the driver resolved — ``device``, ``precision`` and its result
-    ``tag``.  The features are opened from the cache by key, so no array travels."""
+    ``tag``, torch's ``threads``.  The features are opened from the cache by key, so no array
+    travels."""
+    import torch
+
     from diffred.core import precision
     from diffred.core.extract import STORE
     precision.use(unit["precision"])
+    if torch.get_num_threads() != unit["threads"]:
+        torch.set_num_threads(unit["threads"])
     if precision.result_tag() != unit["tag"]:
         from diffred.core.errors import DiffredError
         raise DiffredError(f"this worker's hardware gives precision tag {precision.result_tag()}, "
@@ -280,10 +285,14 @@ def run_sweeps(models, datasets, *, layers=("penultimate",), extract_layers=None
     from diffred.core.models import model_kind
     train_subset = dict(train_subset or {})
     test_subset = dict(test_subset or {})
+    import torch
+
     from diffred.core import engine, precision
     from diffred.core.device import default_device
+    # decided here, not on a worker: a unit computes as this process would (floating-point
+    # reductions depend on the thread count, so the worker uses this process's)
     resolved = {"device": device or default_device(), "precision": precision.setting(),
-                "tag": precision.result_tag()}             # decided here, not on a worker
+                "tag": precision.result_tag(), "threads": torch.get_num_threads()}
     units, provenance = [], []
     for model in models:
         kind = model_kind(model)
