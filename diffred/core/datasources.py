@@ -16,6 +16,7 @@ that depends on it.
 from __future__ import annotations
 
 import hashlib
+import io
 from pathlib import Path
 
 import numpy as np
@@ -92,26 +93,33 @@ def load_imagefolder(name: str, split: str):
 
 
 # --------------------------------------------------------------------------- arrays
-def _npz(name: str) -> tuple[Path, dict]:
+def _npz_path(name: str) -> Path:
     path = Path(name.removeprefix("npz:")).expanduser()
     if not path.is_file():
         raise AssetNotFound(f"dataset {name!r}: no file {path}")
-    with np.load(path, allow_pickle=False) as z:
-        return path, {k: z[k] for k in z.files}
+    return path
 
 
-def npz_splits(name: str) -> tuple[str, ...]:
-    _, arrays = _npz(name)
-    splits = tuple(s for s in ("train", "dev", "test") if f"x_{s}" in arrays and f"y_{s}" in arrays)
+def _splits(name: str, files) -> tuple[str, ...]:
+    splits = tuple(s for s in ("train", "dev", "test") if f"x_{s}" in files and f"y_{s}" in files)
     if "train" not in splits:
         raise ValueError(f"dataset {name!r}: needs arrays x_train and y_train (found "
-                         f"{', '.join(sorted(arrays)) or 'none'})")
+                         f"{', '.join(sorted(files)) or 'none'})")
     return splits
 
 
+def npz_splits(name: str) -> tuple[str, ...]:
+    """The splits an .npz file holds (its array names only: nothing is loaded)."""
+    with np.load(_npz_path(name), allow_pickle=False) as z:
+        return _splits(name, z.files)
+
+
 def load_npz(name: str, split: str):
-    check_choice(f"split of {name}", split, npz_splits(name))
-    path, arrays = _npz(name)
+    data = _npz_path(name).read_bytes()              # read once: the arrays and their hash
+    with np.load(io.BytesIO(data), allow_pickle=False) as z:
+        splits = _splits(name, z.files)
+        check_choice(f"split of {name}", split, splits)
+        arrays = {k: z[k] for k in z.files}
     x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
     if x.dtype != np.uint8 or x.ndim not in (3, 4) or (x.ndim == 4 and x.shape[-1] != 3):
         raise ValueError(f"dataset {name!r}: x_{split} must be uint8 of shape (N, H, W) or "
@@ -119,10 +127,10 @@ def load_npz(name: str, split: str):
     if y.ndim != 1 or len(y) != len(x) or not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
         raise ValueError(f"dataset {name!r}: y_{split} must hold {len(x)} labels >= 0, got "
                          f"{y.dtype} {y.shape}")
-    n_classes = int(max(arrays[f"y_{s}"].max() for s in npz_splits(name))) + 1
+    n_classes = int(max(arrays[f"y_{s}"].max() for s in splits)) + 1
     classes = [str(c) for c in arrays["classes"]] if "classes" in arrays else \
         [str(c) for c in range(n_classes)]
-    tag = _digest(path.read_bytes())
+    tag = _digest(data)
     return list(x), y.astype(np.int64), classes, [f"{tag}:{split}:{i}" for i in range(len(x))]
 
 
